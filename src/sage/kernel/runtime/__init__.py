@@ -1,0 +1,1 @@
+"""The sage-kernel runtime: graph, contexts, tasks, dispatcher, backends, communication."""

@@ -1,0 +1,21 @@
+"""The runtime communication layer: queue descriptors, packets, connections, routers.
+
+It knows nothing of tasks, graphs or jobs; the runtime builds on it.
+"""
+
+from .errors import SendCancelled
+from .queue_descriptor import BaseQueueDescriptor, BatchFull, PythonQueueDescriptor, resolve_descriptor
+from .router import BaseRouter, Connection, Packet, StopSignal, stable_hash
+
+__all__ = [
+    "BaseQueueDescriptor",
+    "BaseRouter",
+    "BatchFull",
+    "Connection",
+    "Packet",
+    "PythonQueueDescriptor",
+    "SendCancelled",
+    "StopSignal",
+    "resolve_descriptor",
+    "stable_hash",
+]

@@ -1,0 +1,126 @@
+"""The default transport: an in-process `queue.Queue` shared by queue id."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+from .base_queue_descriptor import BaseQueueDescriptor, BatchFull
+
+
+class BatchQueue(queue.Queue):
+    """A `queue.Queue` with batch operations that take the lock once per batch.
+
+    `maxsize` still counts items, not batches, so a bounded queue bounds
+    memory the same way whether items arrive one by one or in batches.
+    """
+
+    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
+        """Put all `items` in order, as many at a time as there is room for.
+
+        Blocks while full; raises `BatchFull` at the timeout with the number of
+        leading items already queued (they stay queued).
+        """
+        n = len(items)
+        if n == 0:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = 0
+        with self.not_full:
+            while done < n:
+                if self.maxsize > 0:
+                    room = self.maxsize - len(self.queue)
+                    while room <= 0:
+                        if deadline is None:
+                            self.not_full.wait()
+                        else:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                raise BatchFull(done)
+                            self.not_full.wait(remaining)
+                        room = self.maxsize - len(self.queue)
+                    take = min(room, n - done)
+                else:
+                    take = n - done
+                self.queue.extend(items if take == n else items[done : done + take])
+                done += take
+                self.unfinished_tasks += take
+                self.not_empty.notify()
+
+    def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
+        """Return 1 to `max_items` items; blocks until one is there, `queue.Empty` at the timeout."""
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items!r}")
+        with self.not_empty:
+            if not self.queue:
+                if timeout is None:
+                    while not self.queue:
+                        self.not_empty.wait()
+                else:
+                    deadline = time.monotonic() + timeout
+                    while not self.queue:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise queue.Empty
+                        self.not_empty.wait(remaining)
+            q = self.queue
+            count = min(max_items, len(q))
+            popleft = q.popleft
+            items = [popleft() for _ in range(count)]
+            if self.maxsize > 0:
+                # One get may free room for several blocked producers.
+                self.not_full.notify_all()
+            return items
+
+
+_registry: dict[str, BatchQueue] = {}
+_registry_lock = threading.Lock()
+
+
+def _attach(queue_id: str, maxsize: int) -> BatchQueue:
+    with _registry_lock:
+        q = _registry.get(queue_id)
+        if q is None:
+            q = _registry[queue_id] = BatchQueue(maxsize)
+        return q
+
+
+class PythonQueueDescriptor(BaseQueueDescriptor):
+    """A bounded or unbounded in-process queue for threads of one process.
+
+    Every descriptor with the same `queue_id` in one process reaches the same
+    `queue.Queue` (a process-wide registry holds it), so a descriptor rebuilt
+    with `resolve_descriptor(d.to_dict())` talks to the queue `d` talks to,
+    before and after first access. The queue is created with the `maxsize` of
+    the first descriptor that touches it.
+
+    Pickled into another process, the descriptor names a queue of that
+    process: python queues do not cross processes (use the Ray or RPC
+    transport for that).
+
+    - `clear_cache()` / `trim()`: this descriptor forgets its reference; the
+      queue stays in the registry with every item, and is reached again on
+      next access.
+    - `close()`: removes the queue from the registry. Items still queued stay
+      reachable through descriptors that already hold the queue, and are
+      dropped with it once nobody does; a later access creates a new, empty
+      queue under the same id. Close a queue only when its consumers are done.
+    """
+
+    queue_type = "python"
+
+    def _create_queue_instance(self) -> BatchQueue:
+        return _attach(self.queue_id, self.maxsize)
+
+    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
+        self.queue_instance.put_many(items, timeout)
+
+    def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
+        return self.queue_instance.get_many(max_items, timeout)
+
+    def close(self) -> None:
+        with _registry_lock:
+            _registry.pop(self.queue_id, None)
+        super().close()

@@ -1,0 +1,55 @@
+"""Stable hashing of partition keys.
+
+Python's `hash()` of str and bytes is salted per process (`PYTHONHASHSEED`),
+so it cannot route a key to the same instance in every process. Keys are
+encoded canonically (type tag + value) and hashed with BLAKE2b.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+_SUPPORTED = "str, bytes, int, bool, float, None and tuples of them"
+
+
+def _encode(key: Any, out: bytearray) -> None:
+    # bool before int: True must not collide with 1.
+    if key is None:
+        out += b"N"
+    elif key is True or key is False:
+        out += b"T" if key else b"F"
+    elif isinstance(key, int):
+        data = str(key).encode()
+        out += b"i" + struct.pack(">I", len(data)) + data
+    elif isinstance(key, str):
+        data = key.encode("utf-8", "surrogatepass")
+        out += b"s" + struct.pack(">I", len(data)) + data
+    elif isinstance(key, (bytes, bytearray, memoryview)):
+        data = bytes(key)
+        out += b"b" + struct.pack(">I", len(data)) + data
+    elif isinstance(key, float):
+        out += b"f" + struct.pack(">d", key)
+    elif isinstance(key, tuple):
+        out += b"(" + struct.pack(">I", len(key))
+        for item in key:
+            _encode(item, out)
+    else:
+        raise TypeError(f"unsupported partition key type {type(key).__name__!r}; supported: {_SUPPORTED}")
+
+
+def stable_hash(key: Any) -> int:
+    """A 64-bit hash of `key` that is the same in every process and run.
+
+    Raises `TypeError` naming the type for keys that are not one of
+    str, bytes, int, bool, float, None or tuples of them.
+    """
+    if type(key) is str:  # the common case, without the generic encoder
+        raw = key.encode("utf-8", "surrogatepass")
+        data = b"s" + struct.pack(">I", len(raw)) + raw
+    else:
+        buf = bytearray()
+        _encode(key, buf)
+        data = bytes(buf)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
