@@ -28,11 +28,13 @@ STRATEGIES = ("round_robin", "hash", "broadcast")
 class _Group:
     """One downstream transformation: its instances, their pending batches, the round-robin position."""
 
-    __slots__ = ("index", "connections", "pending", "rr_position")
+    __slots__ = ("index", "connections", "size", "input_indices", "pending", "rr_position")
 
     def __init__(self, index: int, connections: list[Connection]) -> None:
         self.index = index
         self.connections = connections
+        self.size = len(connections)
+        self.input_indices = [c.target_input_index for c in connections]
         self.pending: list[list[Any]] = [[] for _ in connections]
         self.rr_position = 0
 
@@ -95,38 +97,37 @@ class BaseRouter:
         """
         strategy = packet.partition_strategy
         deliveries = 0
-        key_hash = None
+        key_hash = -1
+        batch_size = self.batch_size
         for group in self._groups:
-            connections = group.connections
             if strategy is None or strategy == "round_robin":
                 position = group.rr_position
-                group.rr_position = (position + 1) % len(connections)
+                group.rr_position = 0 if position + 1 == group.size else position + 1
                 targets: Any = (position,)
             elif strategy == "hash":
-                if key_hash is None:
+                if key_hash < 0:
                     key_hash = stable_hash(packet.partition_key)
-                targets = (key_hash % len(connections),)
+                targets = (key_hash % group.size,)
             elif strategy == "broadcast":
-                targets = range(len(connections))
+                targets = range(group.size)
             else:
                 raise ValueError(f"unknown partition strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
             for position in targets:
-                input_index = connections[position].target_input_index
-                copy = packet if packet.input_index == input_index else Packet(
-                    packet.payload, input_index, packet.partition_key, strategy, packet.timestamp
-                )
+                input_index = group.input_indices[position]
                 pending = group.pending[position]
-                pending.append(copy)
+                pending.append(packet if packet.input_index == input_index else Packet(
+                    packet.payload, input_index, packet.partition_key, strategy, packet.timestamp))
                 deliveries += 1
-                if len(pending) >= self.batch_size:
-                    self._put_batch(connections[position], pending)
+                if len(pending) >= batch_size:
+                    self._put_batch(group.connections[position], pending)
                     self._pending_count -= len(pending)
                     pending.clear()
         if deliveries:
+            now = time.monotonic()
             if self._pending_count <= 0:
-                self._pending_since = time.monotonic()
+                self._pending_since = now
             self._pending_count += deliveries
-            if self._pending_count and time.monotonic() - self._pending_since >= self.buffer_timeout:
+            if self._pending_count and now - self._pending_since >= self.buffer_timeout:
                 self.flush()
         return deliveries
 
@@ -136,7 +137,6 @@ class BaseRouter:
             for connection, pending in zip(group.connections, group.pending):
                 if pending:
                     self._put_batch(connection, pending)
-                    pending.clear()
         self._pending_count = 0
 
     def has_pending(self) -> bool:
@@ -158,24 +158,31 @@ class BaseRouter:
         return count
 
     def _put_batch(self, connection: Connection, items: list[Any]) -> None:
+        """Put all `items` on `connection`, emptying the list as they are accepted.
+
+        Accepted items leave `items` at once, so after `SendCancelled` the list
+        holds exactly what was not delivered and a later flush never sends an
+        item twice.
+        """
         descriptor = connection.queue_descriptor
         try:
             descriptor.put_many(items, timeout=0)
+            items.clear()
             return
         except BatchFull as full:
-            remaining = items[full.accepted :]
+            del items[: full.accepted]
         except queue.Full:
-            remaining = items
+            pass
         started = time.monotonic()
         try:
-            while remaining:
+            while items:
                 if self.cancel_event.is_set():
                     raise SendCancelled(f"send to {connection.target_name} cancelled")
                 try:
-                    descriptor.put_many(remaining, timeout=RETRY_INTERVAL)
-                    remaining = []
+                    descriptor.put_many(items, timeout=RETRY_INTERVAL)
+                    items.clear()
                 except BatchFull as full:
-                    remaining = remaining[full.accepted :]
+                    del items[: full.accepted]
                 except queue.Full:
                     pass
         finally:
