@@ -1,0 +1,1 @@
+"""What users write: environments, DataStream, function classes and services."""

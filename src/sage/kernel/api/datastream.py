@@ -1,0 +1,191 @@
+"""DataStream: the chainable handle users build pipelines with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import PipelineError
+from .function import (
+    CoMapFunction,
+    FilterFunction,
+    FlatMapFunction,
+    JoinFunction,
+    KeyByFunction,
+    MapFunction,
+    PrintSink,
+    SinkFunction,
+)
+from .function.callable_function import (
+    CallableFilter,
+    CallableFlatMap,
+    CallableKeyBy,
+    CallableMap,
+    CallableSink,
+    callable_display_name,
+)
+from ..runtime.graph.transformation import Transformation
+
+if TYPE_CHECKING:
+    from .environment import BaseEnvironment
+
+KEYBY_STRATEGIES = ("hash", "broadcast", "round_robin")
+
+
+def resolve_function(
+    kind: str, function: Any, args: tuple[Any, ...], base: type, wrapper: type | None
+) -> tuple[type, tuple[Any, ...], str]:
+    """(function class, constructor args, display name) for a class or a plain callable.
+
+    Raises `PipelineError` naming the operator when `function` is neither a
+    subclass of `base` nor (where allowed) a callable.
+    """
+    if isinstance(function, type):
+        if not issubclass(function, base):
+            raise PipelineError(f"{kind} operator: {function.__name__} is not a {base.__name__} subclass")
+        return function, args, function.__name__
+    if wrapper is not None and callable(function):
+        if args:
+            raise PipelineError(f"{kind} operator: extra arguments {args!r} given with a plain callable")
+        return wrapper, (function,), callable_display_name(function) or kind
+    accepted = f"a {base.__name__} subclass" + (" or a callable" if wrapper is not None else "")
+    raise PipelineError(f"{kind} operator: expected {accepted}, got {function!r}")
+
+
+def add_operator(env: "BaseEnvironment", inputs: list[Transformation], kind: str, function: Any,
+                 args: tuple[Any, ...], base: type, wrapper: type | None, parallelism: int, on_error: str,
+                 resources: dict[str, Any] | None, kwargs: dict[str, Any], **extra: Any) -> "DataStream":
+    """Add one operator fed by `inputs` to `env`'s pipeline and return its output stream."""
+    cls, ctor_args, name = resolve_function(kind, function, args, base, wrapper)
+    if wrapper is not None and cls is wrapper and kwargs:
+        raise PipelineError(f"{kind} operator: keyword arguments {sorted(kwargs)} given with a plain callable")
+    transformation = env._add(Transformation(
+        kind=kind, basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
+        parallelism=parallelism, inputs=inputs, on_error=on_error, options=dict(resources or {}), **extra,
+    ))
+    return DataStream(env, transformation)
+
+
+class DataStream:
+    """A stream of records produced by one operator.
+
+    Every operator method takes `parallelism=` (>= 1; the number of parallel
+    task instances), `on_error=` ("fail" fails the job on an exception in
+    the function, "skip" logs, counts and drops the record), `resources=`
+    (backend options such as Ray's `num_cpus`), and passes any other
+    positional and keyword arguments to the function class's constructor.
+    Records flow in order per channel (from one upstream instance to one
+    downstream instance).
+    """
+
+    def __init__(self, env: "BaseEnvironment", transformation: Transformation) -> None:
+        self._env = env
+        self.transformation = transformation
+
+    def _then(self, *spec: Any, **extra: Any) -> "DataStream":
+        return add_operator(self._env, [self.transformation], *spec, **extra)
+
+    def map(self, function: type[MapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+            on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+        """One output record per input record. Keeps the input's partition key."""
+        return self._then("map", function, args, MapFunction, CallableMap, parallelism, on_error, resources,
+                          kwargs, keyed=self.transformation.keyed)
+
+    def filter(self, function: type[FilterFunction] | Callable[[Any], bool], *args: Any, parallelism: int = 1,
+               on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+        """Keeps the records for which the function returns a true value."""
+        return self._then("filter", function, args, FilterFunction, CallableFilter, parallelism, on_error,
+                          resources, kwargs, keyed=self.transformation.keyed)
+
+    def flatmap(self, function: type[FlatMapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+                on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+        """Zero or more output records per input (returned iterable and/or `self.collect`)."""
+        return self._then("flatmap", function, args, FlatMapFunction, CallableFlatMap, parallelism, on_error,
+                          resources, kwargs, keyed=self.transformation.keyed)
+
+    def keyby(self, function: type[KeyByFunction] | Callable[[Any], Any], *args: Any, strategy: str = "hash",
+              parallelism: int | None = None, on_error: str = "fail", resources: dict[str, Any] | None = None,
+              **kwargs: Any) -> "DataStream":
+        """Sets each record's partition key; downstream routing follows `strategy`.
+
+        "hash" (default) sends every record of a key to the same downstream
+        instance (stable across processes and runs); "broadcast" sends each
+        record to every downstream instance; "round_robin" spreads records
+        evenly. `parallelism` defaults to this stream's.
+        """
+        if strategy not in KEYBY_STRATEGIES:
+            raise PipelineError(
+                f"keyby operator: unknown strategy {strategy!r}; expected one of {', '.join(KEYBY_STRATEGIES)}"
+            )
+        return self._then("keyby", function, args, KeyByFunction, CallableKeyBy,
+                          parallelism or self.transformation.parallelism, on_error, resources, kwargs,
+                          strategy=strategy, keyed=strategy == "hash")
+
+    def sink(self, function: type[SinkFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+             on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+        """Consumes the records. Returns a stream with no records (for chaining nothing)."""
+        return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
+                          kwargs)
+
+    def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
+        """A sink that prints every record, optionally after `prefix`."""
+        return self.sink(PrintSink, prefix, parallelism=parallelism)
+
+    def connect(self, other: "DataStream | ConnectedStreams") -> "ConnectedStreams":
+        """Combine with another stream: input 0 is this stream, input 1 the other (and so on)."""
+        return ConnectedStreams(self._env, [self.transformation]).connect(other)
+
+
+class ConnectedStreams:
+    """Several streams feeding one operator; a record's input index says which."""
+
+    def __init__(self, env: "BaseEnvironment", transformations: list[Transformation]) -> None:
+        self._env = env
+        self.transformations = transformations
+
+    def connect(self, other: "DataStream | ConnectedStreams") -> "ConnectedStreams":
+        """Append another stream (or connected streams) as the next input(s)."""
+        if other._env is not self._env:
+            raise PipelineError("connect: both streams must belong to the same environment")
+        extra = other.transformations if isinstance(other, ConnectedStreams) else [other.transformation]
+        return ConnectedStreams(self._env, self.transformations + extra)
+
+    def _then(self, *spec: Any, **extra: Any) -> DataStream:
+        return add_operator(self._env, list(self.transformations), *spec, **extra)
+
+    def comap(self, function: type[CoMapFunction], *args: Any, parallelism: int = 1, on_error: str = "fail",
+              resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """`map0` handles records of input 0, `map1` of input 1, and so on."""
+        n = len(self.transformations)
+        if isinstance(function, type) and issubclass(function, CoMapFunction):
+            missing = [f"map{i}" for i in range(n) if not callable(getattr(function, f"map{i}", None))]
+            if missing:
+                raise PipelineError(
+                    f"comap operator {function.__name__}: {n} inputs need methods map0..map{n - 1}; "
+                    f"missing {', '.join(missing)}"
+                )
+        return self._then("comap", function, args, CoMapFunction, None, parallelism, on_error, resources, kwargs)
+
+    def join(self, function: type[JoinFunction], *args: Any, parallelism: int = 1, on_error: str = "fail",
+             resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """Joins exactly two keyed (hash) inputs; `execute(payload, key, tag)` returns a list of outputs."""
+        label = function.__name__ if isinstance(function, type) else repr(function)
+        if len(self.transformations) != 2:
+            raise PipelineError(f"join operator {label}: needs exactly two inputs, got {len(self.transformations)}")
+        unkeyed = [i for i, t in enumerate(self.transformations) if not t.keyed]
+        if unkeyed:
+            raise PipelineError(
+                f"join operator {label}: input(s) {unkeyed} are not keyed; use .keyby(...) on both inputs"
+            )
+        return self._then("join", function, args, JoinFunction, None, parallelism, on_error, resources, kwargs,
+                          keyed=True)
+
+    def map(self, function: type[MapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+            on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """One map over the records of every input (a union)."""
+        return self._then("map", function, args, MapFunction, CallableMap, parallelism, on_error, resources, kwargs)
+
+    def sink(self, function: type[SinkFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+             on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """One sink over the records of every input (a union)."""
+        return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
+                          kwargs)

@@ -1,0 +1,124 @@
+"""Environments: where a pipeline is declared and from where it is submitted."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ..errors import PipelineError
+from ..runtime.config import JobConfig
+from .datastream import DataStream, resolve_function
+from .function import BatchFunction, SourceFunction
+from .function.callable_function import CallableSource
+from .function.source_function import IterableBatchFunction
+from ..runtime.graph.transformation import Transformation
+
+if TYPE_CHECKING:
+    from ..runtime.job import Job
+
+
+class BaseEnvironment:
+    """Holds a pipeline under construction and submits it to a backend.
+
+    `config` is a dict of `JobConfig` fields (unknown keys raise
+    `PipelineError`). An environment submits once.
+    """
+
+    backend: str = ""
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise PipelineError(f"environment name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.config = JobConfig.from_dict(config)
+        self.transformations: list[Transformation] = []
+        self.services: dict[str, Any] = {}
+        self._names: set[str] = set()
+        self._job: "Job | None" = None
+
+    def _add(self, transformation: Transformation) -> Transformation:
+        base, n = transformation.basename, 1
+        while transformation.basename in self._names:
+            n += 1
+            transformation.basename = f"{base}{n}"
+        self._names.add(transformation.basename)
+        self.transformations.append(transformation)
+        return transformation
+
+    # ------------------------------------------------------------------ sources
+    def from_batch(self, source: Iterable[Any] | type[BatchFunction], *args: Any, parallelism: int = 1,
+                   on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """A bounded stream from a list, any iterable, or a `BatchFunction` class.
+
+        A list, tuple or range with `parallelism > 1` is split by index so
+        each item is emitted once; other iterables need `parallelism=1`. A
+        BatchFunction class is built with `*args, **kwargs` per instance; its
+        `execute()` returning None ends that instance's stream.
+        """
+        if isinstance(source, type):
+            cls, ctor_args, name = resolve_function("from_batch", source, args, BatchFunction, None)
+            size = None
+        else:
+            if isinstance(source, (str, bytes, dict)) or not isinstance(source, Iterable):
+                raise PipelineError(f"from_batch: expected a list, an iterable or a BatchFunction class, got {source!r}")
+            if args or kwargs:
+                raise PipelineError("from_batch: extra arguments given with an iterable source")
+            if parallelism != 1 and not isinstance(source, Sequence):
+                raise PipelineError(
+                    f"from_batch: parallelism={parallelism} needs a list, tuple or range to split; "
+                    f"got {type(source).__name__}"
+                )
+            cls, ctor_args, name = IterableBatchFunction, (source,), "from_batch"
+            size = len(source) if isinstance(source, Sequence) else None
+        return DataStream(self, self._add(Transformation(
+            kind="batch", basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
+            parallelism=parallelism, on_error=on_error, bounded_size=size, options=dict(resources or {}),
+        )))
+
+    def from_source(self, source: type[SourceFunction] | Callable[[], Any], *args: Any, parallelism: int = 1,
+                    on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """A stream, possibly unbounded, from a `SourceFunction` class or a zero-argument callable.
+
+        `execute()` returns a record, None when there is nothing now, or a
+        `StopSignal` to end the stream; `job.stop()` ends it too.
+        """
+        cls, ctor_args, name = resolve_function("from_source", source, args, SourceFunction, CallableSource)
+        return DataStream(self, self._add(Transformation(
+            kind="source", basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
+            parallelism=parallelism, on_error=on_error, options=dict(resources or {}),
+        )))
+
+    # ------------------------------------------------------------------ submit
+    def validate(self) -> None:
+        """Check the whole pipeline; raise `PipelineError` or warn, naming the operator."""
+        if not self.transformations:
+            raise PipelineError(f"environment {self.name!r}: the pipeline has no operators")
+        consumed = {id(t) for tr in self.transformations for t in tr.inputs}
+        for t in self.transformations:
+            if t.kind != "sink" and id(t) not in consumed:
+                warnings.warn(f"operator {t.basename!r} ({t.kind}) has no sink downstream: its output is discarded",
+                              stacklevel=3)
+
+    def submit(self, autostop: bool = False) -> "Job":
+        """Start the pipeline and return its `Job` handle.
+
+        With `autostop=True`, block until the bounded job has finished and
+        raise `JobFailedError` if it failed. Submitting an environment twice
+        raises `PipelineError`.
+        """
+        if self._job is not None:
+            raise PipelineError(f"environment {self.name!r} was already submitted (job {self._job.job_id})")
+        self.validate()
+        from ..runtime.job_manager import JobManager
+
+        self._job = JobManager.submit(self)
+        if autostop:
+            self._job.wait()
+        return self._job
+
+
+class LocalEnvironment(BaseEnvironment):
+    """Runs the pipeline on threads in this process (the embedded default)."""
+
+    backend = "local"

@@ -1,0 +1,27 @@
+"""User function classes. Plain callables work wherever a function class does."""
+
+from .base_function import BaseFunction
+from .multi_input_function import CoMapFunction, JoinFunction
+from .source_function import BatchFunction, SourceFunction
+from .transform_function import (
+    FilterFunction,
+    FlatMapFunction,
+    KeyByFunction,
+    MapFunction,
+    PrintSink,
+    SinkFunction,
+)
+
+__all__ = [
+    "BaseFunction",
+    "BatchFunction",
+    "CoMapFunction",
+    "FilterFunction",
+    "FlatMapFunction",
+    "JoinFunction",
+    "KeyByFunction",
+    "MapFunction",
+    "PrintSink",
+    "SinkFunction",
+    "SourceFunction",
+]

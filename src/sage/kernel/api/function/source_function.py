@@ -1,0 +1,43 @@
+"""Functions that start a stream."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from .base_function import BaseFunction
+
+
+class BatchFunction(BaseFunction):
+    """A bounded source: `execute()` returns the next record, `None` ends the stream."""
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.execute() must return the next record or None")
+
+
+class SourceFunction(BaseFunction):
+    """A source, possibly unbounded: `execute()` returns a record, `None` when
+    nothing is there now (the task waits briefly and asks again), or a
+    `StopSignal` to end the stream. `job.stop()` also ends it.
+    """
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.execute() must return a record, None or a StopSignal")
+
+
+class IterableBatchFunction(BatchFunction):
+    """Emits the items of an iterable; parallel instances share a sequence by index.
+
+    Instance `i` of `p` emits items `i, i+p, i+2p, ...` of a list, tuple or
+    range, so a parallel source emits every item exactly once. `None` items
+    are emitted too (the iterable's end, not a `None`, ends the stream).
+    """
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+
+    def iterator(self) -> Iterator[Any]:
+        """This instance's share of the items, in order."""
+        parallelism = self.ctx.parallelism if self.ctx is not None else 1
+        if parallelism > 1:
+            return iter(self._items[self.ctx.parallel_index :: parallelism])  # type: ignore[index]
+        return iter(self._items)

@@ -1,0 +1,30 @@
+"""Errors users of sage-kernel see."""
+
+from __future__ import annotations
+
+
+class PipelineError(ValueError):
+    """A pipeline that cannot run, found when it is built or submitted (names the operator)."""
+
+
+class JobFailedError(RuntimeError):
+    """A job failed; the message names the task, `__cause__` is the original exception."""
+
+    def __init__(self, message: str, task_name: str | None = None) -> None:
+        super().__init__(message)
+        self.task_name = task_name
+
+
+class ServiceCallError(RuntimeError):
+    """A service raised an exception whose type cannot be rebuilt in the caller.
+
+    Carries the remote type name, message and formatted traceback.
+    """
+
+    def __init__(self, service: str, method: str, remote_type: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"service {service!r} method {method!r} raised {remote_type}: {message}\n{remote_traceback}")
+        self.service = service
+        self.method = method
+        self.remote_type = remote_type
+        self.remote_message = message
+        self.remote_traceback = remote_traceback

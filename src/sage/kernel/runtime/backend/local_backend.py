@@ -1,0 +1,72 @@
+"""The embedded backend: every task and service instance is a thread of this process."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
+from ..context import TaskContext
+from ..graph import OperatorSpec, TaskNode
+from ..task import Task
+
+ExitCallback = Callable[[str, str, BaseException | None], None]
+"""Called once when an instance's run ends: `(name, status, error or None)`."""
+
+
+def python_queue_factory(queue_id: str, maxsize: int) -> BaseQueueDescriptor:
+    return PythonQueueDescriptor(maxsize=maxsize, queue_id=queue_id)
+
+
+class LocalTaskHandle:
+    """A task running on its own thread; `stop`, `cancel` and `metrics` act on it directly."""
+
+    def __init__(self, task: Task, on_exit: ExitCallback) -> None:
+        self.task = task
+        self.name = task.name
+        self._on_exit = on_exit
+        self.thread = threading.Thread(target=self._run, name=f"sage-task-{task.name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            status = self.task.run()
+        except BaseException as exc:  # reported, not lost: the dispatcher fails the job with it
+            self._on_exit(self.name, "failed", exc)
+            return
+        self._on_exit(self.name, status, None)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.task.stop()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    def metrics(self) -> dict[str, Any]:
+        return self.task.metrics()
+
+    def routing_info(self) -> dict[str, Any]:
+        return self.task.ctx.get_routing_info()
+
+
+class LocalBackend:
+    """Runs instances as daemon threads; queues are in-process unless the transport says otherwise."""
+
+    name = "local"
+    default_transport = "python"
+
+    def queue_factory(self, transport: str) -> Callable[[str, int], BaseQueueDescriptor]:
+        """The descriptor factory for `transport` ("python" here; others are added by their transports)."""
+        if transport == "python":
+            return python_queue_factory
+        raise ValueError(f"the local backend does not support transport {transport!r}")
+
+    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalTaskHandle:
+        handle = LocalTaskHandle(Task(ctx, spec), on_exit)
+        handle.start()
+        return handle
+
+    def shutdown(self) -> None:
+        """Nothing to release: threads end with their tasks."""

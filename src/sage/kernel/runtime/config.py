@@ -1,0 +1,53 @@
+"""Job configuration: the keys an environment's `config` dict accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..errors import PipelineError
+
+TRANSPORTS = ("python", "ray", "rpc")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """Settings of one job; every field can be given in the environment's `config` dict.
+
+    - `queue_maxsize`: capacity, in packets, of every task's input queue (bounds
+      memory; a full queue blocks its producers).
+    - `batch_size`: packets a router coalesces per connection before one batch put.
+    - `buffer_timeout`: seconds a packet may wait in a batch while its task keeps sending.
+    - `transport`: "python" (threads in one process), "ray" (Ray queues), "rpc"
+      (ZeroMQ queues); None picks the backend's default.
+    - `service_timeout`: default seconds a service call waits for its answer.
+    - `service_queue_maxsize`: capacity of each service's request queue.
+    """
+
+    queue_maxsize: int = 4096
+    batch_size: int = 256
+    buffer_timeout: float = 0.005
+    transport: str | None = None
+    service_timeout: float = 30.0
+    service_queue_maxsize: int = 4096
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "JobConfig":
+        """Build from a user dict; unknown keys and bad values raise `PipelineError` naming them."""
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PipelineError(f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        config = cls(**data)
+        for name in ("queue_maxsize", "batch_size", "service_queue_maxsize"):
+            value = getattr(config, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise PipelineError(f"config {name} must be an int >= 1, got {value!r}")
+        for name in ("buffer_timeout", "service_timeout"):
+            value = getattr(config, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise PipelineError(f"config {name} must be a number >= 0, got {value!r}")
+        if config.transport is not None and config.transport not in TRANSPORTS:
+            raise PipelineError(f"config transport must be one of {', '.join(TRANSPORTS)}, got {config.transport!r}")
+        return config

@@ -1,0 +1,6 @@
+"""Contexts of running instances: picklable identity, queues, routing and service calls."""
+
+from .base_context import RuntimeContext
+from .task_context import TaskContext
+
+__all__ = ["RuntimeContext", "TaskContext"]

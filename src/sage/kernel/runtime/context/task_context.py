@@ -1,0 +1,60 @@
+"""TaskContext: all a running task instance knows."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..communication.queue_descriptor import BaseQueueDescriptor
+from ..communication.router import BaseRouter, Connection, Packet, StopSignal
+from ..config import JobConfig
+from .base_context import RuntimeContext
+
+
+class TaskContext(RuntimeContext):
+    """Identity, queues and routing of one task instance.
+
+    `input_qd` is the task's input queue (None for sources),
+    `downstream_groups` its outgoing connections
+    (`{broadcast_index: {parallel_index: Connection}}`), `upstream_names`
+    the instances it expects a stop signal from. The router and the
+    stop/cancel events exist only where the task runs (after `attach()`).
+    """
+
+    _LIVE = RuntimeContext._LIVE + ("router", "stop_event")
+
+    def __init__(self, name: str, basename: str, kind: str, parallel_index: int, parallelism: int, job_id: str,
+                 config: JobConfig, input_qd: BaseQueueDescriptor | None,
+                 downstream_groups: dict[int, dict[int, Connection]], upstream_names: list[str],
+                 service_qds: dict[str, BaseQueueDescriptor], response_qd: BaseQueueDescriptor) -> None:
+        self.basename = basename
+        self.kind = kind
+        self.parallel_index = parallel_index
+        self.parallelism = parallelism
+        self.input_qd = input_qd
+        self.downstream_groups = downstream_groups
+        self.upstream_names = list(upstream_names)
+        super().__init__(name, job_id, config, service_qds, response_qd)
+
+    def _init_live(self) -> None:
+        super()._init_live()
+        self.stop_event = threading.Event()
+        self.router = BaseRouter(self.downstream_groups, batch_size=self.config.batch_size,
+                                 buffer_timeout=self.config.buffer_timeout, cancel_event=self.cancel_event)
+
+    def send_packet(self, packet: Packet) -> int:
+        """Route one packet downstream (blocks while a target queue is full); returns deliveries."""
+        return self.router.send(packet)
+
+    def send_stop_signal(self, signal: StopSignal | None = None) -> int:
+        """Flush and send one stop signal from this task to every downstream connection."""
+        return self.router.send_stop_signal(signal or StopSignal("Stop", source=self.name))
+
+    def get_routing_info(self) -> dict[str, Any]:
+        """This task's routing: per broadcast group its connections, target names and queue ids."""
+        return {
+            "name": self.name,
+            "input_queue_id": self.input_qd.queue_id if self.input_qd is not None else None,
+            "upstream_names": list(self.upstream_names),
+            "groups": self.router.get_connections_info(),
+        }

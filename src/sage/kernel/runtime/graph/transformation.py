@@ -1,0 +1,51 @@
+"""The logical pipeline: one Transformation per operator the user wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ...errors import PipelineError
+
+KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join")
+ON_ERROR = ("fail", "skip")
+
+
+@dataclasses.dataclass(eq=False)
+class Transformation:
+    """One operator of the logical pipeline, before parallel expansion.
+
+    `inputs[i]` is the transformation feeding input `i`. `function_class`,
+    `args` and `kwargs` build one function instance per parallel task.
+    `options` holds backend options (e.g. Ray resources) passed through as is.
+    """
+
+    kind: str
+    basename: str
+    function_class: type
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parallelism: int = 1
+    inputs: list["Transformation"] = dataclasses.field(default_factory=list)
+    on_error: str = "fail"
+    strategy: str | None = None
+    keyed: bool = False
+    bounded_size: int | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise PipelineError(f"operator {self.basename!r}: unknown kind {self.kind!r}")
+        if not isinstance(self.parallelism, int) or isinstance(self.parallelism, bool) or self.parallelism < 1:
+            raise PipelineError(f"operator {self.basename!r}: parallelism must be an int >= 1, got {self.parallelism!r}")
+        if self.on_error not in ON_ERROR:
+            raise PipelineError(
+                f"operator {self.basename!r}: on_error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}"
+            )
+
+    @property
+    def is_source(self) -> bool:
+        return self.kind in ("source", "batch")
+
+    def __repr__(self) -> str:
+        return f"Transformation({self.kind}:{self.basename} x{self.parallelism})"

@@ -1,0 +1,5 @@
+"""Operators: the runtime side of each user function kind."""
+
+from .operators import Operator, SourceOperator, create_operator
+
+__all__ = ["Operator", "SourceOperator", "create_operator"]

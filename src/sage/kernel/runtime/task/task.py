@@ -1,0 +1,218 @@
+"""The worker loop of one task instance, the same on every backend."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Any
+
+from ..communication.errors import SendCancelled
+from ..communication.router import StopSignal
+from ..context import TaskContext
+from ..graph import OperatorSpec
+from ..operator import Operator, SourceOperator, create_operator
+
+IDLE_WAIT = 0.2
+"""Seconds an idle task blocks on its input before re-checking for cancellation."""
+
+GET_BATCH = 1024
+"""Most packets taken from the input queue at once."""
+
+SOURCE_MAX_BACKOFF = 0.05
+"""Longest wait between polls of a SourceFunction that has nothing to give."""
+
+_LOGGED_ERRORS = 10
+
+logger = logging.getLogger(__name__)
+
+
+class TaskFailure(Exception):
+    """A task failed; `task_name` names it and `__cause__` is the original exception."""
+
+    def __init__(self, task_name: str, error: BaseException) -> None:
+        super().__init__(f"task {task_name!r} failed: {type(error).__name__}: {error}")
+        self.task_name = task_name
+
+
+class Task:
+    """Runs one operator instance: sources pull from their function, others read their input queue.
+
+    `run()` blocks until the task is done and returns "finished" or
+    "cancelled", or raises `TaskFailure` (with the user's exception as
+    `__cause__`). A stream task finishes after a stop signal from every
+    upstream instance; then it closes its function, flushes its router and
+    sends one stop signal downstream. `stop()` makes a source end its stream
+    (the job drains); `cancel()` makes every loop exit within `IDLE_WAIT`.
+    """
+
+    def __init__(self, ctx: TaskContext, spec: OperatorSpec) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.status = "created"
+        self.records_in = 0
+        self.errors = 0
+        self.idle_seconds = 0.0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.operator: Operator | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    def stop(self) -> None:
+        """Ask a source to end its stream; downstream tasks then drain and finish."""
+        self.ctx.stop_event.set()
+
+    def cancel(self) -> None:
+        """Stop now: loops exit, blocked sends give up, nothing more is processed."""
+        self.ctx.stop_event.set()
+        self.ctx.cancel_event.set()
+
+    def run(self) -> str:
+        self.started_at = time.monotonic()
+        self.status = "running"
+        try:
+            try:
+                operator = self.operator = create_operator(self.spec, self.ctx)
+                operator.open()
+            except Exception as exc:
+                raise TaskFailure(self.name, exc) from exc
+            if isinstance(operator, SourceOperator):
+                done = self._run_source(operator)
+            else:
+                done = self._run_stream(operator)
+            if done and not self.ctx.cancel_event.is_set():
+                self._finish(operator)
+                self.status = "finished"
+            else:
+                self.status = "cancelled"
+        except SendCancelled:
+            self.status = "cancelled"
+        except TaskFailure:
+            self.status = "failed"
+            raise
+        finally:
+            self.finished_at = time.monotonic()
+            self.ctx.close_services()
+        return self.status
+
+    def _finish(self, operator: Operator) -> None:
+        try:
+            operator.close()
+        except Exception as exc:
+            raise TaskFailure(self.name, exc) from exc
+        self.ctx.send_stop_signal()
+
+    def _record_error(self, exc: Exception) -> None:
+        if self.spec.on_error != "skip":
+            raise TaskFailure(self.name, exc) from exc
+        self.errors += 1
+        if self.errors <= _LOGGED_ERRORS or self.errors % 1000 == 0:
+            logger.warning("task %s skipped a record (error %d): %r", self.name, self.errors, exc,
+                           exc_info=self.errors <= _LOGGED_ERRORS)
+
+    # ------------------------------------------------------------------ sources
+    def _run_source(self, operator: SourceOperator) -> bool:
+        stop = self.ctx.stop_event
+        records = operator.records()
+        if records is None:
+            return self._poll_source(operator)
+        emit = operator.emit
+        while True:
+            try:
+                for record in records:
+                    if stop.is_set():
+                        return True
+                    emit(record)
+                return True
+            except (SendCancelled, TaskFailure):
+                raise
+            except Exception as exc:
+                self._record_error(exc)
+
+    def _poll_source(self, operator: SourceOperator) -> bool:
+        stop = self.ctx.stop_event
+        router = self.ctx.router
+        poll, emit = operator.poll, operator.emit
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                record = poll()
+            except Exception as exc:
+                self._record_error(exc)
+                continue
+            if record is None:
+                # Nothing now: push out what is batched, then wait a little longer each time.
+                router.flush()
+                backoff = min(SOURCE_MAX_BACKOFF, backoff * 2 or 0.0005)
+                started = time.monotonic()
+                stop.wait(backoff)
+                self.idle_seconds += time.monotonic() - started
+                continue
+            if record.__class__ is StopSignal:
+                return True
+            backoff = 0.0
+            emit(record)
+        return True
+
+    # ------------------------------------------------------------------ stream tasks
+    def _run_stream(self, operator: Operator) -> bool:
+        ctx = self.ctx
+        expected = set(ctx.upstream_names)
+        received: set[str] = set()
+        get_many = ctx.input_qd.get_many
+        router = ctx.router
+        cancel = ctx.cancel_event
+        process = operator.process
+        while received != expected:
+            if cancel.is_set():
+                return False
+            try:
+                batch = get_many(GET_BATCH, 0)
+            except queue.Empty:
+                # Going idle: nothing may wait in a batch while we block.
+                if router.has_pending():
+                    router.flush()
+                started = time.monotonic()
+                try:
+                    batch = get_many(GET_BATCH, IDLE_WAIT)
+                except queue.Empty:
+                    continue
+                finally:
+                    self.idle_seconds += time.monotonic() - started
+            for item in batch:
+                if item.__class__ is StopSignal:
+                    if item.source in expected:
+                        received.add(item.source)
+                    else:
+                        logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
+                    continue
+                self.records_in += 1
+                try:
+                    process(item)
+                except (SendCancelled, TaskFailure):
+                    raise
+                except Exception as exc:
+                    self._record_error(exc)
+        return True
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        """Plain-data counters of this task instance."""
+        now = time.monotonic()
+        elapsed = ((self.finished_at or now) - self.started_at) if self.started_at is not None else 0.0
+        backpressure = self.ctx.router.backpressure_seconds
+        return {
+            "name": self.name,
+            "kind": self.spec.kind,
+            "status": self.status,
+            "records_in": self.records_in,
+            "records_out": self.operator.records_out if self.operator is not None else 0,
+            "errors": self.errors,
+            "elapsed_seconds": elapsed,
+            "idle_seconds": self.idle_seconds,
+            "backpressure_seconds": backpressure,
+            "busy_seconds": max(0.0, elapsed - self.idle_seconds - backpressure),
+        }
