@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Mapping
 
 _DESCRIPTOR_TYPES: dict[str, type["BaseQueueDescriptor"]] = {}
 
@@ -69,6 +69,8 @@ class BaseQueueDescriptor(ABC):
             raise ValueError(f"queue_id must be a non-empty string, got {queue_id!r}")
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
             raise ValueError(f"maxsize must be an int >= 0 (0 = unbounded), got {maxsize!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.queue_id: str = queue_id or _new_queue_id()
         self.maxsize: int = maxsize
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -288,6 +290,8 @@ def resolve_descriptor(data: dict[str, Any]) -> BaseQueueDescriptor:
     if missing:
         raise ValueError(f"descriptor dict is missing {', '.join(map(repr, missing))}: {data!r}")
     queue_type = data["queue_type"]
+    if not isinstance(queue_type, str):
+        raise ValueError(f"descriptor queue_type must be a string, got {type(queue_type).__name__}")
     cls = _DESCRIPTOR_TYPES.get(queue_type)
     if cls is None and queue_type in _LAZY_TYPES:
         import importlib

@@ -47,7 +47,9 @@ class BatchQueue(queue.Queue):
                 self.queue.extend(items if take == n else items[done : done + take])
                 done += take
                 self.unfinished_tasks += take
-                self.not_empty.notify()
+                # One waiter per item, as `take` single puts would wake: with
+                # notify() a second blocked consumer could sleep beside queued items.
+                self.not_empty.notify(take)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
         """Return 1 to `max_items` items; blocks until one is there, `queue.Empty` at the timeout."""

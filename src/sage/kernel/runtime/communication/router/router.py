@@ -115,13 +115,16 @@ class BaseRouter:
             for position in targets:
                 input_index = group.input_indices[position]
                 pending = group.pending[position]
-                pending.append(packet if packet.input_index == input_index else Packet(
+                # Only the first delivery may be the packet itself: every other copy is
+                # its own object, so a receiver updating its packet in place
+                # (update_key) cannot change what another receiver sees.
+                pending.append(packet if deliveries == 0 and packet.input_index == input_index else Packet(
                     packet.payload, input_index, packet.partition_key, strategy, packet.timestamp))
                 deliveries += 1
                 if len(pending) >= batch_size:
-                    self._put_batch(group.connections[position], pending)
+                    # Counted out before the put: _put_batch empties the list.
                     self._pending_count -= len(pending)
-                    pending.clear()
+                    self._put_batch(group.connections[position], pending)
         if deliveries:
             now = time.monotonic()
             if self._pending_count <= 0:
@@ -140,8 +143,8 @@ class BaseRouter:
         self._pending_count = 0
 
     def has_pending(self) -> bool:
-        """True when packets wait in a batch."""
-        return self._pending_count > 0
+        """True when packets wait in a batch (also those a cancelled send left behind)."""
+        return any(pending for group in self._groups for pending in group.pending)
 
     def send_stop_signal(self, signal: StopSignal) -> int:
         """Flush, then put `signal` once on every connection; return how many.
