@@ -12,6 +12,7 @@ from .datastream import DataStream, resolve_function
 from .function import BatchFunction, SourceFunction
 from .function.callable_function import CallableSource
 from .function.source_function import IterableBatchFunction
+from .service import BaseService
 from ..runtime.graph.transformation import Transformation
 
 if TYPE_CHECKING:
@@ -88,6 +89,28 @@ class BaseEnvironment:
             kind="source", basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
             parallelism=parallelism, on_error=on_error, options=dict(resources or {}),
         )))
+
+    # ------------------------------------------------------------------ services
+    def register_service(self, name: str, service_class: type[BaseService], *args: Any, max_concurrency: int = 1,
+                         resources: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """Register a service that functions call by `name`.
+
+        One instance is built per job with `service_class(*args, **kwargs)`;
+        `max_concurrency` (>= 1) bounds how many requests it runs at once.
+        Raises `PipelineError` for a duplicate name, a class that is not a
+        `BaseService`, or a bad `max_concurrency`.
+        """
+        if not isinstance(name, str) or not name:
+            raise PipelineError(f"register_service: name must be a non-empty string, got {name!r}")
+        if name in self.services:
+            raise PipelineError(f"register_service: a service named {name!r} is already registered")
+        if not (isinstance(service_class, type) and issubclass(service_class, BaseService)):
+            raise PipelineError(f"register_service {name!r}: expected a BaseService subclass, got {service_class!r}")
+        if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
+            raise PipelineError(f"register_service {name!r}: max_concurrency must be an int >= 1, "
+                                f"got {max_concurrency!r}")
+        self.services[name] = {"service_class": service_class, "args": args, "kwargs": kwargs,
+                               "max_concurrency": max_concurrency, "options": dict(resources or {})}
 
     # ------------------------------------------------------------------ submit
     def validate(self) -> None:

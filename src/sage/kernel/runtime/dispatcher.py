@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from .config import JobConfig
-from .context import TaskContext
+from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
 from .job import Job
 
@@ -15,11 +15,13 @@ logger = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    """Creates task (and service) instances with their contexts, starts them and watches them end.
+    """Creates service and task instances with their contexts, starts them and watches them end.
 
     Every instance reports its end once, through a callback from the backend
-    (no polling). The job finishes when every task finished; the first
-    failure fails it and cancels the rest; services stop when the job ends.
+    (no polling). When every task has finished, the services are stopped and
+    the job finishes once they have exited (services never keep a bounded
+    job alive). The first failure, of a task or a service, fails the job and
+    cancels everything else.
     """
 
     def __init__(self, job: Job, graph: ExecutionGraph, backend: Any, config: JobConfig) -> None:
@@ -29,30 +31,46 @@ class Dispatcher:
         self.config = config
         self.tasks: dict[str, Any] = {}
         self.services: dict[str, Any] = {}
-        self._running: set[str] = set()
+        self._running_tasks: set[str] = set()
+        self._running_services: set[str] = set()
         self._lock = threading.Lock()
         self._queue_factory = backend.queue_factory(config.transport or backend.default_transport)
 
+    # ------------------------------------------------------------------ contexts
     def response_queue(self, owner: str) -> Any:
-        """A fresh, lazily created response queue descriptor for one instance's service calls."""
+        """A lazily created response queue descriptor for one instance's service calls (unbounded:
+        answers are bounded by the calls the instance itself has in flight)."""
         return self._queue_factory(f"{self.job.job_id}.{owner}.responses", 0)
 
     def task_context(self, name: str) -> TaskContext:
         node = self.graph.nodes[name]
         return TaskContext(node.name, node.basename, node.spec.kind, node.parallel_index, node.parallelism,
                            self.job.job_id, self.config, node.input_qd, node.downstream_groups,
-                           node.upstream_names, self.graph.service_qds(), self.response_queue(node.name))
+                           node.upstream_names, self.graph.service_qds(), self.graph.service_methods(),
+                           self.response_queue(node.name))
 
+    def service_context(self, name: str) -> ServiceContext:
+        node = self.graph.services[name]
+        return ServiceContext(name, node.max_concurrency, self.job.job_id, self.config, node.request_qd,
+                              self.graph.service_qds(), self.graph.service_methods(),
+                              self.response_queue(f"service.{name}"))
+
+    # ------------------------------------------------------------------ start
     def submit(self) -> None:
-        """Start services first, then every task; returns once all are started."""
-        if self.graph.services:
-            from .service.service_runner import start_services
+        """Start every service, then every task; returns once all are started.
 
-            self.services = start_services(self)
+        Requests that tasks send before a service's `setup()` is done wait in
+        its request queue.
+        """
         with self._lock:
-            self._running = set(self.graph.nodes)
+            self._running_services = set(self.graph.services)
+            self._running_tasks = set(self.graph.nodes)
+        for name, node in self.graph.services.items():
+            self.services[name] = self.backend.start_service(node, self.service_context(name), self._on_service_exit)
         for name, node in self.graph.nodes.items():
             self.tasks[name] = self.backend.start_task(node, self.task_context(name), node.spec, self._on_task_exit)
+        if not self.graph.nodes:
+            self._stop_services()
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:
@@ -60,30 +78,39 @@ class Dispatcher:
             self._fail(name, error)
             return
         with self._lock:
-            self._running.discard(name)
-            all_done = not self._running
-        if status == "finished" and all_done:
-            self._shutdown()
+            self._running_tasks.discard(name)
+            tasks_done = not self._running_tasks
+        if status == "finished" and tasks_done:
+            self._stop_services()
+
+    def _on_service_exit(self, name: str, status: str, error: BaseException | None) -> None:
+        if error is not None:
+            self._fail(f"service:{name}", error)
+            return
+        with self._lock:
+            self._running_services.discard(name)
+            all_done = not self._running_services and not self._running_tasks
+        if all_done:
+            self.backend.shutdown()
             self.job._end("finished")
+
+    def _stop_services(self) -> None:
+        if not self.services:
+            self.backend.shutdown()
+            self.job._end("finished")
+            return
+        for handle in list(self.services.values()):
+            handle.stop()
 
     def _fail(self, name: str, error: BaseException) -> None:
         cause = error.__cause__ if error.__cause__ is not None else error
         if self.job._end("failed", failed_task=name, error=cause):
-            logger.error("job %s failed in task %s: %r", self.job.job_id, name, cause)
+            logger.error("job %s failed in %s: %r", self.job.job_id, name, cause)
             self._cancel_all()
-            self._shutdown()
-
-    def on_service_failure(self, name: str, error: BaseException) -> None:
-        """A service instance died: the job cannot go on."""
-        self._fail(f"service:{name}", error)
 
     def _cancel_all(self) -> None:
-        for handle in list(self.tasks.values()):
+        for handle in list(self.tasks.values()) + list(self.services.values()):
             handle.cancel()
-
-    def _shutdown(self) -> None:
-        for handle in list(self.services.values()):
-            handle.stop()
         self.backend.shutdown()
 
     # ------------------------------------------------------------------ control
@@ -97,10 +124,12 @@ class Dispatcher:
         """Cancel every instance now; the job ends "cancelled" (unless it already ended)."""
         if self.job._end("cancelled"):
             self._cancel_all()
-            self._shutdown()
 
     def metrics(self) -> dict[str, Any]:
-        return {name: handle.metrics() for name, handle in self.tasks.items()}
+        """Per task and per service instance, plain data."""
+        metrics = {name: handle.metrics() for name, handle in self.tasks.items()}
+        metrics.update({f"service:{name}": handle.metrics() for name, handle in self.services.items()})
+        return metrics
 
     def routing_info(self) -> dict[str, Any]:
         return {name: handle.routing_info() for name, handle in self.tasks.items()}

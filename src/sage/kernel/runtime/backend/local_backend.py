@@ -6,8 +6,9 @@ import threading
 from typing import Any, Callable
 
 from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
-from ..context import TaskContext
-from ..graph import OperatorSpec, TaskNode
+from ..context import ServiceContext, TaskContext
+from ..graph import OperatorSpec, ServiceNode, TaskNode
+from ..service.service_task import ServiceTask
 from ..task import Task
 
 ExitCallback = Callable[[str, str, BaseException | None], None]
@@ -18,14 +19,14 @@ def python_queue_factory(queue_id: str, maxsize: int) -> BaseQueueDescriptor:
     return PythonQueueDescriptor(maxsize=maxsize, queue_id=queue_id)
 
 
-class LocalTaskHandle:
-    """A task running on its own thread; `stop`, `cancel` and `metrics` act on it directly."""
+class LocalHandle:
+    """A task or service running on its own thread; `stop`, `cancel` and `metrics` act on it directly."""
 
-    def __init__(self, task: Task, on_exit: ExitCallback) -> None:
+    def __init__(self, task: Task | ServiceTask, on_exit: ExitCallback) -> None:
         self.task = task
         self.name = task.name
         self._on_exit = on_exit
-        self.thread = threading.Thread(target=self._run, name=f"sage-task-{task.name}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"sage-{task.name}", daemon=True)
 
     def _run(self) -> None:
         try:
@@ -63,8 +64,16 @@ class LocalBackend:
             return python_queue_factory
         raise ValueError(f"the local backend does not support transport {transport!r}")
 
-    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalTaskHandle:
-        handle = LocalTaskHandle(Task(ctx, spec), on_exit)
+    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalHandle:
+        """Run the task on a new thread; `on_exit` is called from that thread when it ends."""
+        handle = LocalHandle(Task(ctx, spec), on_exit)
+        handle.start()
+        return handle
+
+    def start_service(self, node: ServiceNode, ctx: ServiceContext, on_exit: ExitCallback) -> LocalHandle:
+        """Run the service on a new thread (plus `max_concurrency - 1` worker threads)."""
+        handle = LocalHandle(ServiceTask(ctx, node.service_class, node.args, node.kwargs),
+                             lambda name, status, error: on_exit(node.name, status, error))
         handle.start()
         return handle
 

@@ -13,6 +13,10 @@ from ..config import JobConfig
 class RuntimeContext:
     """Identity, job settings and service plumbing of one running instance.
 
+    `service_qds` maps every service name to its request queue descriptor,
+    `service_methods` to the methods it can be called with; `response_qd`
+    is where answers to this instance's calls arrive.
+
     Picklable: only descriptors and plain data travel; the live parts (the
     cancel event, the service caller and its listener thread) are created in
     the process where the instance runs.
@@ -20,12 +24,13 @@ class RuntimeContext:
 
     _LIVE = ("cancel_event", "_service_caller", "_caller_lock")
 
-    def __init__(self, name: str, job_id: str, config: JobConfig,
-                 service_qds: dict[str, BaseQueueDescriptor], response_qd: BaseQueueDescriptor) -> None:
+    def __init__(self, name: str, job_id: str, config: JobConfig, service_qds: dict[str, BaseQueueDescriptor],
+                 service_methods: dict[str, frozenset[str]], response_qd: BaseQueueDescriptor) -> None:
         self.name = name
         self.job_id = job_id
         self.config = config
         self.service_qds = service_qds
+        self.service_methods = service_methods
         self.response_qd = response_qd
         self._init_live()
 

@@ -26,7 +26,8 @@ class TaskContext(RuntimeContext):
     def __init__(self, name: str, basename: str, kind: str, parallel_index: int, parallelism: int, job_id: str,
                  config: JobConfig, input_qd: BaseQueueDescriptor | None,
                  downstream_groups: dict[int, dict[int, Connection]], upstream_names: list[str],
-                 service_qds: dict[str, BaseQueueDescriptor], response_qd: BaseQueueDescriptor) -> None:
+                 service_qds: dict[str, BaseQueueDescriptor], service_methods: dict[str, frozenset[str]],
+                 response_qd: BaseQueueDescriptor) -> None:
         self.basename = basename
         self.kind = kind
         self.parallel_index = parallel_index
@@ -34,7 +35,7 @@ class TaskContext(RuntimeContext):
         self.input_qd = input_qd
         self.downstream_groups = downstream_groups
         self.upstream_names = list(upstream_names)
-        super().__init__(name, job_id, config, service_qds, response_qd)
+        super().__init__(name, job_id, config, service_qds, service_methods, response_qd)
 
     def _init_live(self) -> None:
         super()._init_live()

@@ -62,6 +62,13 @@ class ServiceNode:
     options: dict[str, Any]
     request_qd: BaseQueueDescriptor
 
+    @property
+    def methods(self) -> frozenset[str]:
+        """The public methods callers may name (hooks and service-call helpers excluded)."""
+        hidden = {"setup", "cleanup", "call_service", "call_service_async"}
+        return frozenset(n for n in dir(self.service_class)
+                         if not n.startswith("_") and n not in hidden and callable(getattr(self.service_class, n)))
+
 
 class ExecutionGraph:
     """Task nodes per (transformation, parallel index), their queues, edges and stop counts.
@@ -113,6 +120,10 @@ class ExecutionGraph:
     def service_qds(self) -> dict[str, BaseQueueDescriptor]:
         """Request queue descriptor of every service, by service name."""
         return {name: node.request_qd for name, node in self.services.items()}
+
+    def service_methods(self) -> dict[str, frozenset[str]]:
+        """Callable method names of every service, by service name."""
+        return {name: node.methods for name, node in self.services.items()}
 
     def sources(self) -> list[TaskNode]:
         return [n for n in self.nodes.values() if n.is_source]

@@ -1,0 +1,1 @@
+"""Services: the request/response protocol, the caller side and the service side."""

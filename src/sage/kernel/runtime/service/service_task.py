@@ -1,0 +1,137 @@
+"""The service side: one service instance answering requests from its queue."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from ...errors import ServiceCallError
+from ..context.service_context import ServiceContext
+from .protocol import ServiceRequest, ServiceResponse
+
+IDLE_WAIT = 0.2
+"""Seconds an idle service worker blocks before re-checking for stop."""
+
+LATENCY_SAMPLES = 2048
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceTask:
+    """Builds the service object and serves its request queue with `max_concurrency` threads.
+
+    `run()` blocks until `stop()`: it calls `setup()`, answers requests (the
+    calling thread is one of the workers), then answers every request still
+    queued with an error (nobody waits in vain), and calls `cleanup()`.
+    Requests whose caller already gave up (deadline passed) are skipped and
+    counted. An exception in `__init__` or `setup()` fails `run()`.
+    """
+
+    def __init__(self, ctx: ServiceContext, service_class: type, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.service_class = service_class
+        self.args = args
+        self.kwargs = kwargs
+        self.instance: Any = None
+        self.calls = 0
+        self.errors = 0
+        self.expired = 0
+        self.status = "created"
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._stats_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    def stop(self) -> None:
+        """Stop serving; `run()` returns after draining and `cleanup()`."""
+        self.ctx.stop_event.set()
+
+    cancel = stop
+
+    def run(self) -> str:
+        self.status = "running"
+        instance = self.instance = self.service_class(*self.args, **self.kwargs)
+        instance.ctx = self.ctx
+        instance.setup()
+        workers = [threading.Thread(target=self._serve, daemon=True, name=f"sage-{self.name}-{i}")
+                   for i in range(1, self.ctx.max_concurrency)]
+        for worker in workers:
+            worker.start()
+        try:
+            self._serve()
+        finally:
+            for worker in workers:
+                worker.join()
+            self._refuse_queued()
+            try:
+                instance.cleanup()
+            finally:
+                self.ctx.close_services()
+                self.status = "finished"
+        return self.status
+
+    def _serve(self) -> None:
+        get = self.ctx.request_qd.get
+        stop = self.ctx.stop_event
+        while not stop.is_set():
+            try:
+                request = get(timeout=IDLE_WAIT)
+            except queue.Empty:
+                continue
+            self._answer(request)
+
+    def _answer(self, request: ServiceRequest) -> None:
+        started = time.monotonic()
+        if time.time() > request.deadline:
+            with self._stats_lock:
+                self.expired += 1
+            return
+        method = getattr(self.instance, request.method, None)
+        try:
+            if method is None or not callable(method):
+                raise AttributeError(f"service {self.ctx.service_name!r} has no method {request.method!r}")
+            response = ServiceResponse.success(request.request_id, method(*request.args, **request.kwargs))
+            failed = False
+        except Exception as exc:
+            response = ServiceResponse.failure(request.request_id, exc)
+            failed = True
+        self._respond(request, response)
+        with self._stats_lock:
+            self.calls += 1
+            self.errors += failed
+            self._latencies.append(time.monotonic() - started)
+
+    def _respond(self, request: ServiceRequest, response: ServiceResponse) -> None:
+        try:
+            request.response_qd.put(response, timeout=max(0.0, request.deadline - time.time()) + IDLE_WAIT)
+        except Exception as exc:  # the caller's queue is gone or full past its deadline: it no longer waits
+            logger.warning("%s could not answer %r: %r", self.name, request, exc)
+
+    def _refuse_queued(self) -> None:
+        while True:
+            try:
+                request = self.ctx.request_qd.get_nowait()
+            except queue.Empty:
+                return
+            error = ServiceCallError(self.ctx.service_name, request.method, "ServiceStopped",
+                                     "the service stopped before answering", "")
+            self._respond(request, ServiceResponse.failure(request.request_id, error))
+
+    def metrics(self) -> dict[str, Any]:
+        """Calls, errors, expired requests and latency percentiles (seconds) of this service."""
+        with self._stats_lock:
+            samples = sorted(self._latencies)
+            calls, errors, expired = self.calls, self.errors, self.expired
+
+        def percentile(p: float) -> float | None:
+            return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else None
+
+        return {"name": self.name, "kind": "service", "status": self.status, "calls": calls, "errors": errors,
+                "expired": expired, "latency_p50": percentile(0.50), "latency_p99": percentile(0.99)}
