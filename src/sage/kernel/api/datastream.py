@@ -24,6 +24,7 @@ from .function.callable_function import (
     callable_display_name,
 )
 from ..runtime.graph.transformation import Transformation
+from ..runtime.service.pipeline_service import ServiceReplySink
 
 if TYPE_CHECKING:
     from .environment import BaseEnvironment
@@ -58,9 +59,14 @@ def add_operator(env: "BaseEnvironment", inputs: list[Transformation], kind: str
     cls, ctor_args, name = resolve_function(kind, function, args, base, wrapper)
     if wrapper is not None and cls is wrapper and kwargs:
         raise PipelineError(f"{kind} operator: keyword arguments {sorted(kwargs)} given with a plain callable")
+    detached = {t.detached for t in inputs}
+    if True in detached and (len(detached) > 1 or kind in ("comap", "join")):
+        raise PipelineError(f"{kind} operator {name}: a service pipeline (from_service) cannot be connected "
+                            f"to other streams")
     transformation = env._add(Transformation(
         kind=kind, basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
-        parallelism=parallelism, inputs=inputs, on_error=on_error, options=dict(resources or {}), **extra,
+        parallelism=parallelism, inputs=inputs, on_error=on_error, options=dict(resources or {}),
+        detached=True in detached, service_name=inputs[0].service_name if True in detached else None, **extra,
     ))
     return DataStream(env, transformation)
 
@@ -125,6 +131,24 @@ class DataStream:
         """Consumes the records. Returns a stream with no records (for chaining nothing)."""
         return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
                           kwargs)
+
+    def reply(self, parallelism: int = 1) -> "DataStream":
+        """End a service pipeline: answer each record's caller with the record.
+
+        Only on streams that start at `env.from_service(...)`; raises
+        `PipelineError` elsewhere. The first record that reaches `reply()`
+        for a request answers it; a request whose records are all filtered
+        out is never answered and its caller times out.
+        """
+        t = self.transformation
+        if not t.detached:
+            raise PipelineError(f"reply after operator {t.basename!r}: only a stream from env.from_service() "
+                                f"can reply")
+        service = t.service_name
+        stream = add_operator(self._env, [t], "sink", ServiceReplySink, (), SinkFunction, None, parallelism,
+                              "fail", None, {})
+        stream.transformation.bind_queues = {"credits": f"service:{service}:credits"}
+        return stream
 
     def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
         """A sink that prints every record, optionally after `prefix`."""

@@ -13,6 +13,7 @@ from .function import BatchFunction, SourceFunction
 from .function.callable_function import CallableSource
 from .function.source_function import IterableBatchFunction
 from .service import BaseService
+from ..runtime.service.pipeline_service import ServiceBridgeSource
 from ..runtime.graph.transformation import Transformation
 
 if TYPE_CHECKING:
@@ -111,6 +112,28 @@ class BaseEnvironment:
                                 f"got {max_concurrency!r}")
         self.services[name] = {"service_class": service_class, "args": args, "kwargs": kwargs,
                                "max_concurrency": max_concurrency, "options": dict(resources or {})}
+
+    def from_service(self, name: str, max_in_flight: int = 8, parallelism: int = 1) -> DataStream:
+        """Start a pipeline that serves calls to service `name` (pipeline-as-service).
+
+        Callers use `call_service(name, payload)`; each payload becomes a
+        record of the returned stream, and `.reply()` at its end answers the
+        caller. At most `max_in_flight` requests are inside the pipeline at
+        once. The service pipeline does not keep a bounded job alive: it is
+        stopped (and drains) once the job's other tasks have finished.
+        """
+        if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
+            raise PipelineError(f"from_service {name!r}: max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        if not isinstance(name, str) or not name or name in self.services:
+            raise PipelineError(f"from_service: service name {name!r} is empty or already registered")
+        self.services[name] = {"service_class": None, "args": (), "kwargs": {}, "max_concurrency": 1,
+                               "options": {}, "pipeline": True, "max_in_flight": max_in_flight}
+        return DataStream(self, self._add(Transformation(
+            kind="source", basename=f"service_{name}", function_class=ServiceBridgeSource, args=(name,),
+            parallelism=parallelism, bind_queues={"requests": f"service:{name}:requests",
+                                                  "credits": f"service:{name}:credits"},
+            detached=True, service_name=name,
+        )))
 
     # ------------------------------------------------------------------ submit
     def validate(self) -> None:

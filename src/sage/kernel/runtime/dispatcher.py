@@ -18,10 +18,11 @@ class Dispatcher:
     """Creates service and task instances with their contexts, starts them and watches them end.
 
     Every instance reports its end once, through a callback from the backend
-    (no polling). When every task has finished, the services are stopped and
-    the job finishes once they have exited (services never keep a bounded
-    job alive). The first failure, of a task or a service, fails the job and
-    cancels everything else.
+    (no polling). When every task has finished, service pipelines (detached
+    tasks) are stopped and drain, then the services are stopped, and the job
+    finishes once they have exited: services never keep a bounded job alive.
+    The first failure, of a task or a service, fails the job and cancels
+    everything else.
     """
 
     def __init__(self, job: Job, graph: ExecutionGraph, backend: Any, config: JobConfig) -> None:
@@ -33,6 +34,7 @@ class Dispatcher:
         self.services: dict[str, Any] = {}
         self._running_tasks: set[str] = set()
         self._running_services: set[str] = set()
+        self._running_detached: set[str] = set()
         self._lock = threading.Lock()
         self._queue_factory = backend.queue_factory(config.transport or backend.default_transport)
 
@@ -63,13 +65,16 @@ class Dispatcher:
         its request queue.
         """
         with self._lock:
-            self._running_services = set(self.graph.services)
-            self._running_tasks = set(self.graph.nodes)
+            self._running_services = {name for name, node in self.graph.services.items() if not node.pipeline}
+            self._running_tasks = {name for name, node in self.graph.nodes.items() if not node.detached}
+            self._running_detached = {name for name, node in self.graph.nodes.items() if node.detached}
         for name, node in self.graph.services.items():
-            self.services[name] = self.backend.start_service(node, self.service_context(name), self._on_service_exit)
+            if not node.pipeline:
+                self.services[name] = self.backend.start_service(node, self.service_context(name),
+                                                                 self._on_service_exit)
         for name, node in self.graph.nodes.items():
             self.tasks[name] = self.backend.start_task(node, self.task_context(name), node.spec, self._on_task_exit)
-        if not self.graph.nodes:
+        if not self._running_tasks and not self._running_detached:
             self._stop_services()
 
     # ------------------------------------------------------------------ ends
@@ -78,9 +83,20 @@ class Dispatcher:
             self._fail(name, error)
             return
         with self._lock:
+            was_main = name in self._running_tasks
             self._running_tasks.discard(name)
+            self._running_detached.discard(name)
             tasks_done = not self._running_tasks
-        if status == "finished" and tasks_done:
+            detached_done = not self._running_detached
+        if status != "finished" or not tasks_done:
+            return
+        if was_main and not detached_done:
+            # The bounded job is done: service pipelines stop and drain; services stop after them.
+            for node_name, handle in list(self.tasks.items()):
+                node = self.graph.nodes[node_name]
+                if node.detached and node.is_source:
+                    handle.stop()
+        elif detached_done:
             self._stop_services()
 
     def _on_service_exit(self, name: str, status: str, error: BaseException | None) -> None:
@@ -89,7 +105,7 @@ class Dispatcher:
             return
         with self._lock:
             self._running_services.discard(name)
-            all_done = not self._running_services and not self._running_tasks
+            all_done = not (self._running_services or self._running_tasks or self._running_detached)
         if all_done:
             self.backend.shutdown()
             self.job._end("finished")

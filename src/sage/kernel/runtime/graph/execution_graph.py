@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from .transformation import Transformation
+from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
+from .transformation import Transformation
 
 QueueFactory = Callable[[str, int], BaseQueueDescriptor]
 """Makes the descriptor of one queue: `(queue_id, maxsize) -> descriptor`."""
@@ -24,10 +25,17 @@ class OperatorSpec:
     on_error: str
     strategy: str | None
     num_inputs: int
+    enveloped: bool = False
+    """True in a service pipeline: records travel as `Envelope`s around the user's payloads."""
 
     def create_function(self) -> Any:
         """A new function instance (one per parallel task)."""
-        return self.function_class(*self.args, **self.kwargs)
+        function = self.function_class(*self.args, **self.kwargs)
+        if self.enveloped:
+            from ..service.pipeline_service import wrap_enveloped
+
+            wrap_enveloped(self.kind, function)
+        return function
 
 
 @dataclasses.dataclass
@@ -44,6 +52,7 @@ class TaskNode:
     downstream_groups: dict[int, dict[int, Connection]] = dataclasses.field(default_factory=dict)
     upstream_names: list[str] = dataclasses.field(default_factory=list)
     bounded_size: int | None = None
+    detached: bool = False
 
     @property
     def is_source(self) -> bool:
@@ -52,19 +61,27 @@ class TaskNode:
 
 @dataclasses.dataclass
 class ServiceNode:
-    """One registered service: its spec and its request queue."""
+    """One registered service: its spec and its request queue.
+
+    A pipeline service (`pipeline=True`) has no service object: its bridge
+    source task serves the request queue, taking credits from `credits_qd`.
+    """
 
     name: str
-    service_class: type
+    service_class: type | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     max_concurrency: int
     options: dict[str, Any]
     request_qd: BaseQueueDescriptor
+    pipeline: bool = False
+    credits_qd: BaseQueueDescriptor | None = None
 
     @property
     def methods(self) -> frozenset[str]:
         """The public methods callers may name (hooks and service-call helpers excluded)."""
+        if self.service_class is None:
+            return frozenset({"process"})
         hidden = {"setup", "cleanup", "call_service", "call_service_async"}
         return frozenset(n for n in dir(self.service_class)
                          if not n.startswith("_") and n not in hidden and callable(getattr(self.service_class, n)))
@@ -86,36 +103,59 @@ class ExecutionGraph:
         self.nodes: dict[str, TaskNode] = {}
         self.by_transformation: dict[int, list[TaskNode]] = {}
         self.transformations = transformations
+        self.services: dict[str, ServiceNode] = {}
+        named_queues: dict[str, BaseQueueDescriptor] = {}
+        for name, s in services.items():
+            node = ServiceNode(name, s["service_class"], s["args"], s["kwargs"], s["max_concurrency"],
+                               dict(s["options"]), queue_factory(f"{job_id}.service.{name}.requests",
+                                                                 service_queue_maxsize))
+            named_queues[f"service:{name}:requests"] = node.request_qd
+            if s.get("pipeline"):
+                node.pipeline = True
+                node.credits_qd = queue_factory(f"{job_id}.service.{name}.credits", s["max_in_flight"])
+                named_queues[f"service:{name}:credits"] = node.credits_qd
+            self.services[name] = node
         for t in transformations:
-            spec = OperatorSpec(t.kind, t.function_class, t.args, t.kwargs, t.on_error, t.strategy, len(t.inputs))
-            instances = []
-            for index in range(t.parallelism):
-                name = f"{t.basename}_{index}"
-                input_qd = None if t.is_source else queue_factory(f"{job_id}.{name}.in", queue_maxsize)
-                node = TaskNode(name, t.basename, index, t.parallelism, spec, dict(t.options), input_qd,
-                                bounded_size=t.bounded_size)
-                instances.append(node)
-                self.nodes[name] = node
-            self.by_transformation[id(t)] = instances
+            self.by_transformation[id(t)] = [
+                self._add_node(job_id, t, index, named_queues, queue_factory, queue_maxsize)
+                for index in range(t.parallelism)
+            ]
         for t in transformations:
-            targets = self.by_transformation[id(t)]
-            for input_index, upstream in enumerate(t.inputs):
-                for source in self.by_transformation[id(upstream)]:
-                    group = len(source.downstream_groups)
-                    source.downstream_groups[group] = {
-                        target.parallel_index: Connection(group, target.parallel_index, target.name,
-                                                          target.input_qd, input_index)
-                        for target in targets
-                    }
-                    for target in targets:
-                        if source.name not in target.upstream_names:
-                            target.upstream_names.append(source.name)
-        self.services: dict[str, ServiceNode] = {
-            name: ServiceNode(name, s["service_class"], s["args"], s["kwargs"], s["max_concurrency"],
-                              dict(s.get("options", {})),
-                              queue_factory(f"{job_id}.service.{name}.requests", service_queue_maxsize))
-            for name, s in services.items()
-        }
+            self._connect(t)
+        for node in self.services.values():
+            if node.credits_qd is not None:
+                from ..service.pipeline_service import fill_credits
+
+                fill_credits(node.credits_qd, node.credits_qd.maxsize)
+
+    def _add_node(self, job_id: str, t: Transformation, index: int, named_queues: dict[str, BaseQueueDescriptor],
+                  queue_factory: QueueFactory, queue_maxsize: int) -> TaskNode:
+        unknown = sorted(set(t.bind_queues.values()) - set(named_queues))
+        if unknown:
+            raise PipelineError(f"operator {t.basename!r}: no queue named {', '.join(unknown)} in this job")
+        kwargs = {**t.kwargs, **{arg: named_queues[q] for arg, q in t.bind_queues.items()}}
+        spec = OperatorSpec(t.kind, t.function_class, t.args, kwargs, t.on_error, t.strategy, len(t.inputs),
+                            enveloped=t.detached)
+        name = f"{t.basename}_{index}"
+        input_qd = None if t.is_source else queue_factory(f"{job_id}.{name}.in", queue_maxsize)
+        node = TaskNode(name, t.basename, index, t.parallelism, spec, dict(t.options), input_qd,
+                        bounded_size=t.bounded_size, detached=t.detached)
+        self.nodes[name] = node
+        return node
+
+    def _connect(self, t: Transformation) -> None:
+        targets = self.by_transformation[id(t)]
+        for input_index, upstream in enumerate(t.inputs):
+            for source in self.by_transformation[id(upstream)]:
+                group = len(source.downstream_groups)
+                source.downstream_groups[group] = {
+                    target.parallel_index: Connection(group, target.parallel_index, target.name,
+                                                      target.input_qd, input_index)
+                    for target in targets
+                }
+                for target in targets:
+                    if source.name not in target.upstream_names:
+                        target.upstream_names.append(source.name)
 
     def service_qds(self) -> dict[str, BaseQueueDescriptor]:
         """Request queue descriptor of every service, by service name."""

@@ -18,6 +18,11 @@ class Transformation:
     `inputs[i]` is the transformation feeding input `i`. `function_class`,
     `args` and `kwargs` build one function instance per parallel task.
     `options` holds backend options (e.g. Ray resources) passed through as is.
+    `bind_queues` maps constructor keyword names to queues the graph creates
+    (e.g. a pipeline service's request queue), resolved into descriptors at
+    compile time. `detached` marks a service pipeline (`service_name` names
+    its service): its tasks do not count toward a bounded job's completion
+    and are stopped when the job ends.
     """
 
     kind: str
@@ -32,6 +37,9 @@ class Transformation:
     keyed: bool = False
     bounded_size: int | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    bind_queues: dict[str, str] = dataclasses.field(default_factory=dict)
+    detached: bool = False
+    service_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
