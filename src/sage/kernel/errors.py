@@ -28,3 +28,16 @@ class ServiceCallError(RuntimeError):
         self.remote_type = remote_type
         self.remote_message = message
         self.remote_traceback = remote_traceback
+
+
+class RemoteError(RuntimeError):
+    """An exception raised in another process whose type cannot be rebuilt here.
+
+    Carries the remote type name, message and formatted traceback.
+    """
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{remote_type}: {message}\n{remote_traceback}")
+        self.remote_type = remote_type
+        self.remote_message = message
+        self.remote_traceback = remote_traceback

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...api.function import SinkFunction, SourceFunction
 from ..communication.queue_descriptor import BaseQueueDescriptor
-from .protocol import ServiceRequest, ServiceResponse
+from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 CREDIT_WAIT = 0.05
 """Seconds the bridge blocks on credits or requests before handing control back to its task."""
@@ -59,6 +59,7 @@ class ServiceBridgeSource(SourceFunction):
         self.requests = requests
         self.credits = credits
         self._has_credit = False
+        self._responses = ResponseQueues()
 
     def _take(self, descriptor: BaseQueueDescriptor) -> Any:
         try:
@@ -85,7 +86,7 @@ class ServiceBridgeSource(SourceFunction):
             error = TypeError(f"pipeline service {self.service_name!r} takes call_service(name, payload) with "
                               f"method 'process' and one argument; got method {request.method!r} with "
                               f"{len(request.args)} argument(s) and keywords {sorted(request.kwargs)}")
-            request.response_qd.put(ServiceResponse.failure(request.request_id, error))
+            self._responses.send(request, ServiceResponse.failure(request.request_id, error))
             return None
         self._has_credit = False
         return Envelope(request.args[0], request)
@@ -96,10 +97,11 @@ class ServiceReplySink(SinkFunction):
 
     def __init__(self, credits: BaseQueueDescriptor) -> None:
         self.credits = credits
+        self._responses = ResponseQueues()
 
     def execute(self, data: Envelope) -> None:
         request = data.request
-        request.response_qd.put(ServiceResponse.success(request.request_id, data.payload))
+        self._responses.send(request, ServiceResponse.success(request.request_id, data.payload))
         self.credits.put(True)
 
 

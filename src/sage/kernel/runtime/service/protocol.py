@@ -78,3 +78,22 @@ class ServiceResponse:
         error = self.error.with_traceback(None) if self.error is not None else None
         return (ServiceResponse, (self.request_id, self.ok, self.value, error, self.error_type, self.error_message,
                                   self.error_traceback))
+
+
+class ResponseQueues:
+    """Answers requests, reusing one descriptor per caller response queue.
+
+    Each request carries its caller's descriptor freshly unpickled when it
+    crossed a process; putting through it directly would attach to the queue
+    (a Ray actor lookup, a new socket) once per request. This keeps the first
+    descriptor seen for each queue identity and its live attachment.
+    Thread-safe (dict.setdefault is atomic).
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[BaseQueueDescriptor, BaseQueueDescriptor] = {}
+
+    def send(self, request: ServiceRequest, response: ServiceResponse, timeout: float | None = None) -> None:
+        """Put `response` on the request's response queue; blocks up to `timeout` (`queue.Full` then)."""
+        descriptor = self._known.setdefault(request.response_qd, request.response_qd)
+        descriptor.put(response, timeout=timeout)

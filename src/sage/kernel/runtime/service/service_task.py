@@ -11,7 +11,7 @@ from typing import Any
 
 from ...errors import ServiceCallError
 from ..context.service_context import ServiceContext
-from .protocol import ServiceRequest, ServiceResponse
+from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 IDLE_WAIT = 0.2
 """Seconds an idle service worker blocks before re-checking for stop."""
@@ -44,6 +44,7 @@ class ServiceTask:
         self.status = "created"
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._stats_lock = threading.Lock()
+        self._responses = ResponseQueues()
 
     @property
     def name(self) -> str:
@@ -110,7 +111,7 @@ class ServiceTask:
 
     def _respond(self, request: ServiceRequest, response: ServiceResponse) -> None:
         try:
-            request.response_qd.put(response, timeout=max(0.0, request.deadline - time.time()) + IDLE_WAIT)
+            self._responses.send(request, response, timeout=max(0.0, request.deadline - time.time()) + IDLE_WAIT)
         except Exception as exc:  # the caller's queue is gone or full past its deadline: it no longer waits
             logger.warning("%s could not answer %r: %r", self.name, request, exc)
 

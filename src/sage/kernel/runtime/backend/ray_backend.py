@@ -1,0 +1,207 @@
+"""The Ray backend: every task and service instance is a Ray actor.
+
+The driver keeps the job manager and dispatcher. Each actor runs the same
+`Task` / `ServiceTask` loop as the local backend; its `run()` call returns when
+the instance ends, and one driver thread per actor blocks on that result
+(`ray.get`), so finishing, failing and dying reach the dispatcher as events,
+not through polling. Queues are `RayQueueDescriptor`s in a namespace of their
+own per job; the job's actors and queues are removed when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import uuid
+from typing import Any, Callable
+
+import cloudpickle
+import ray
+
+from ...errors import PipelineError, RemoteError
+from ..communication.queue_descriptor import BaseQueueDescriptor
+from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
+from ..context import ServiceContext, TaskContext
+from ..graph import OperatorSpec, ServiceNode, TaskNode
+from ..portable_error import PortableError
+from ..service.service_task import ServiceTask
+from ..task import Task, TaskFailure
+
+logger = logging.getLogger(__name__)
+
+ExitCallback = Callable[[str, str, BaseException | None], None]
+
+ACTOR_CONCURRENCY = 4
+"""Threads per actor: `run()` holds one; `stop`, `cancel` and `metrics` calls use the others."""
+
+CONTROL_TIMEOUT = 5.0
+"""Seconds the driver waits for an actor's metrics or routing answer."""
+
+DEFAULT_ACTOR_OPTIONS = {"num_cpus": 0}
+"""Actors mostly wait on queues: by default they reserve no CPU, so a dozen fit on 2 cores.
+Per-operator `resources=` (num_cpus, num_gpus, resources, memory, ...) override it."""
+
+
+class _InstanceActor:
+    """Runs one Task or ServiceTask inside an actor; the same object for both kinds."""
+
+    def __init__(self, payload: bytes) -> None:
+        factory, args = cloudpickle.loads(payload)
+        self.instance = factory(*args)
+
+    def run(self) -> tuple[str, dict[str, Any], PortableError | None]:
+        """Block until the instance ends: (status, final metrics, failure or None)."""
+        try:
+            status = self.instance.run()
+            failure = None
+        except TaskFailure as exc:
+            status, failure = "failed", PortableError.capture(exc.__cause__ or exc)
+        except Exception as exc:  # e.g. a service's __init__/setup failing
+            status, failure = "failed", PortableError.capture(exc)
+        return status, self.instance.metrics(), failure
+
+    def stop(self) -> None:
+        self.instance.stop()
+
+    def cancel(self) -> None:
+        self.instance.cancel()
+
+    def metrics(self) -> dict[str, Any]:
+        return self.instance.metrics()
+
+    def routing_info(self) -> dict[str, Any]:
+        return self.instance.ctx.get_routing_info()
+
+
+InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)
+
+
+class RayHandle:
+    """The driver's view of one actor: control calls, last known metrics, the watcher thread."""
+
+    def __init__(self, name: str, actor: Any, on_exit: ExitCallback) -> None:
+        self.name = name
+        self.actor = actor
+        self._on_exit = on_exit
+        self._final_metrics: dict[str, Any] | None = None
+        self._watcher = threading.Thread(target=self._watch, name=f"sage-ray-watch-{name}", daemon=True)
+        self._run_ref = actor.run.remote()
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        try:
+            status, metrics, failure = ray.get(self._run_ref)
+        except ray.exceptions.RayActorError as exc:
+            self._on_exit(self.name, "failed", RuntimeError(f"the actor of {self.name} died: {exc}"))
+            return
+        except Exception as exc:
+            self._on_exit(self.name, "failed", exc)
+            return
+        self._final_metrics = metrics
+        if failure is not None:
+            self._on_exit(self.name, "failed", failure.rebuild(self.name, RemoteError))
+        else:
+            self._on_exit(self.name, status, None)
+
+    def _call(self, method: str) -> Any:
+        return ray.get(getattr(self.actor, method).remote(), timeout=CONTROL_TIMEOUT)
+
+    def stop(self) -> None:
+        self.actor.stop.remote()
+
+    def cancel(self) -> None:
+        self.actor.cancel.remote()
+
+    def metrics(self) -> dict[str, Any]:
+        if self._final_metrics is not None:
+            return self._final_metrics
+        try:
+            return self._call("metrics")
+        except Exception as exc:  # the actor is gone or busy: say so instead of failing the caller
+            return {"name": self.name, "status": "unknown", "error": repr(exc)}
+
+    def routing_info(self) -> dict[str, Any]:
+        return self._call("routing_info")
+
+    def kill(self) -> None:
+        ray.kill(self.actor, no_restart=True)
+
+
+def _ship_by_value(cls: Any) -> None:
+    """Let actors rebuild user classes from modules they cannot import (scripts, test files)."""
+    module = sys.modules.get(getattr(cls, "__module__", ""), None)
+    if module is None or module.__name__ in ("__main__", "builtins") or module.__name__.startswith("sage.kernel"):
+        return
+    path = getattr(module, "__file__", "") or ""
+    if "site-packages" not in path and "dist-packages" not in path:
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _serialize(what: str, build: tuple[Any, tuple[Any, ...]], classes: list[Any]) -> bytes:
+    """cloudpickle `(factory, args)`; the actor builds the instance (live locks never travel)."""
+    for cls in classes:
+        _ship_by_value(cls)
+    try:
+        return cloudpickle.dumps(build)
+    except Exception as exc:
+        raise PipelineError(f"{what} cannot be shipped to a Ray actor: {type(exc).__name__}: {exc}") from exc
+
+
+class RayBackend:
+    """Runs each instance as a Ray actor; queues default to `RayQueueDescriptor` in a per-job namespace."""
+
+    name = "ray"
+    default_transport = "ray"
+
+    def __init__(self, env: Any) -> None:
+        if not ray.is_initialized():
+            raise RuntimeError("RayBackend needs ray.init() first (RayEnvironment does it)")
+        self.namespace = f"sage-kernel-{env.name}-{uuid.uuid4().hex[:12]}"
+        self._handles: list[RayHandle] = []
+        self._lock = threading.Lock()
+        self._shut_down = False
+
+    def queue_factory(self, transport: str) -> Callable[[str, int], BaseQueueDescriptor]:
+        if transport == "ray":
+            namespace = self.namespace
+            return lambda queue_id, maxsize: RayQueueDescriptor(maxsize=maxsize, queue_id=queue_id,
+                                                                namespace=namespace)
+        if transport == "python":
+            raise PipelineError("transport 'python' links threads of one process; Ray actors need 'ray' or 'rpc'")
+        raise PipelineError(f"the Ray backend does not support transport {transport!r}")
+
+    def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
+               on_exit: ExitCallback) -> RayHandle:
+        payload = _serialize(name, (factory, args), classes)
+        try:
+            actor = InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options}).remote(payload)
+        except (TypeError, ValueError) as exc:
+            raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
+        handle = RayHandle(name, actor, on_exit)
+        with self._lock:
+            self._handles.append(handle)
+        return handle
+
+    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> RayHandle:
+        """Start the task's actor and its `run()`; `on_exit` fires from a driver thread when it ends."""
+        return self._start(node.name, Task, (ctx, spec), [spec.function_class], node.options, on_exit)
+
+    def start_service(self, node: ServiceNode, ctx: ServiceContext, on_exit: ExitCallback) -> RayHandle:
+        return self._start(f"service:{node.name}", ServiceTask, (ctx, node.service_class, node.args, node.kwargs),
+                           [node.service_class], node.options,
+                           lambda name, status, error: on_exit(node.name, status, error))
+
+    def shutdown(self) -> None:
+        """Kill the job's actors and its queues (once); nothing of the job stays in the cluster."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            handles = list(self._handles)
+        for handle in handles:
+            try:
+                handle.kill()
+            except Exception as exc:  # already dead
+                logger.debug("killing %s: %r", handle.name, exc)
+        shutdown_ray_queues(self.namespace)

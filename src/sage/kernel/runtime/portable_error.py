@@ -1,0 +1,43 @@
+"""Exceptions that cross process boundaries without losing their type or traceback."""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+
+class PortableError:
+    """An exception packed to travel: the exception itself when it survives
+    pickling (traceback stripped: traceback objects do not pickle), and always
+    its type name, message and formatted traceback."""
+
+    __slots__ = ("error", "type_name", "message", "traceback")
+
+    def __init__(self, error: BaseException | None, type_name: str, message: str, traceback_text: str) -> None:
+        self.error = error
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback_text
+
+    @classmethod
+    def capture(cls, exc: BaseException) -> "PortableError":
+        """Pack `exc`; keeps the object only if a pickle round trip rebuilds the same type."""
+        try:
+            error = exc if type(pickle.loads(pickle.dumps(exc))) is type(exc) else None
+        except Exception:
+            error = None
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), text)
+
+    def rebuild(self, where: str, fallback: Any) -> BaseException:
+        """The original exception with a note saying `where` it was raised and its remote traceback;
+        when it could not travel, `fallback(type_name, message, traceback)`."""
+        if self.error is not None:
+            self.error.add_note(f"raised in {where}; remote traceback:\n{self.traceback}")
+            return self.error
+        return fallback(self.type_name, self.message, self.traceback)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        error = self.error.with_traceback(None) if self.error is not None else None
+        return (PortableError, (error, self.type_name, self.message, self.traceback))
