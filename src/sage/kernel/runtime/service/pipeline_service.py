@@ -86,7 +86,7 @@ class ServiceBridgeSource(SourceFunction):
             error = TypeError(f"pipeline service {self.service_name!r} takes call_service(name, payload) with "
                               f"method 'process' and one argument; got method {request.method!r} with "
                               f"{len(request.args)} argument(s) and keywords {sorted(request.kwargs)}")
-            self._responses.send(request, ServiceResponse.failure(request.request_id, error))
+            self._responses.send(request, ServiceResponse.failure_of(request.request_id, error))
             return None
         self._has_credit = False
         return Envelope(request.args[0], request)

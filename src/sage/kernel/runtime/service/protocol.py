@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pickle
-import traceback
 from typing import Any
 
 from ..communication.queue_descriptor import BaseQueueDescriptor
+from ..portable_error import PortableError
 
 
 class ServiceRequest:
@@ -38,46 +37,28 @@ class ServiceRequest:
 
 
 class ServiceResponse:
-    """The answer to one request: a value, or an error.
+    """The answer to one request: a value (`ok`), or a `PortableError` (`failure`)
+    that rebuilds the service's exception in the caller."""
 
-    On error, `error` is the exception object when it survives pickling (so
-    the caller re-raises the same type), else None; `error_type`,
-    `error_message` and `error_traceback` always describe it.
-    """
+    __slots__ = ("request_id", "ok", "value", "failure")
 
-    __slots__ = ("request_id", "ok", "value", "error", "error_type", "error_message", "error_traceback")
-
-    def __init__(self, request_id: str, ok: bool, value: Any = None, error: BaseException | None = None,
-                 error_type: str = "", error_message: str = "", error_traceback: str = "") -> None:
+    def __init__(self, request_id: str, ok: bool, value: Any = None, failure: PortableError | None = None) -> None:
         self.request_id = request_id
         self.ok = ok
         self.value = value
-        self.error = error
-        self.error_type = error_type
-        self.error_message = error_message
-        self.error_traceback = error_traceback
+        self.failure = failure
 
     @classmethod
     def success(cls, request_id: str, value: Any) -> "ServiceResponse":
         return cls(request_id, True, value)
 
     @classmethod
-    def failure(cls, request_id: str, exc: BaseException) -> "ServiceResponse":
-        """An error response; keeps the exception only if it can be rebuilt from a pickle."""
-        try:
-            rebuilt = pickle.loads(pickle.dumps(exc))
-            error = exc if type(rebuilt) is type(exc) else None
-        except Exception:
-            error = None
-        return cls(request_id, False, error=error, error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                   error_message=str(exc),
-                   error_traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    def failure_of(cls, request_id: str, exc: BaseException) -> "ServiceResponse":
+        """An error response carrying `exc` packed to travel."""
+        return cls(request_id, False, failure=PortableError.capture(exc))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The traceback object itself never travels: the formatted text does.
-        error = self.error.with_traceback(None) if self.error is not None else None
-        return (ServiceResponse, (self.request_id, self.ok, self.value, error, self.error_type, self.error_message,
-                                  self.error_traceback))
+        return (ServiceResponse, (self.request_id, self.ok, self.value, self.failure))
 
 
 class ResponseQueues:

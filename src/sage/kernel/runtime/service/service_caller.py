@@ -210,9 +210,8 @@ class ServiceCaller:
 
 
 def _rebuild_error(service: str, method: str, response: ServiceResponse) -> BaseException:
-    error = response.error
-    if error is not None:
-        error.add_note(f"raised by service {service!r} method {method!r}; remote traceback:\n"
-                       f"{response.error_traceback}")
-        return error
-    return ServiceCallError(service, method, response.error_type, response.error_message, response.error_traceback)
+    """The service's exception (same type when it could travel), else `ServiceCallError`."""
+    return response.failure.rebuild(
+        f"service {service!r} method {method!r}",
+        lambda type_name, message, text: ServiceCallError(service, method, type_name, message, text),
+    )

@@ -101,7 +101,7 @@ class ServiceTask:
             response = ServiceResponse.success(request.request_id, method(*request.args, **request.kwargs))
             failed = False
         except Exception as exc:
-            response = ServiceResponse.failure(request.request_id, exc)
+            response = ServiceResponse.failure_of(request.request_id, exc)
             failed = True
         self._respond(request, response)
         with self._stats_lock:
@@ -123,7 +123,7 @@ class ServiceTask:
                 return
             error = ServiceCallError(self.ctx.service_name, request.method, "ServiceStopped",
                                      "the service stopped before answering", "")
-            self._respond(request, ServiceResponse.failure(request.request_id, error))
+            self._respond(request, ServiceResponse.failure_of(request.request_id, error))
 
     def metrics(self) -> dict[str, Any]:
         """Calls, errors, expired requests and latency percentiles (seconds) of this service."""
