@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from typing import Any, Callable
 
+from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
 from ..context import ServiceContext, TaskContext
 from ..graph import OperatorSpec, ServiceNode, TaskNode
@@ -53,16 +55,36 @@ class LocalHandle:
 
 
 class LocalBackend:
-    """Runs instances as daemon threads; queues are in-process unless the transport says otherwise."""
+    """Runs instances as daemon threads.
+
+    Transports: "python" (default) links them with in-process queues; "rpc"
+    hosts every queue of the job on one `RPCQueueServer` of this process
+    (127.0.0.1, a random per-job key), which other processes can reach with
+    the job's descriptors while tasks here read without a network hop.
+    """
 
     name = "local"
     default_transport = "python"
 
+    def __init__(self) -> None:
+        self._rpc_server: Any = None
+        self._lock = threading.Lock()
+
     def queue_factory(self, transport: str) -> Callable[[str, int], BaseQueueDescriptor]:
-        """The descriptor factory for `transport` ("python" here; others are added by their transports)."""
+        """The descriptor factory for `transport`; raises `PipelineError` for one this backend lacks."""
         if transport == "python":
             return python_queue_factory
-        raise ValueError(f"the local backend does not support transport {transport!r}")
+        if transport == "rpc":
+            return self._rpc_queue
+        raise PipelineError(f"the local backend does not support transport {transport!r}")
+
+    def _rpc_queue(self, queue_id: str, maxsize: int) -> BaseQueueDescriptor:
+        with self._lock:
+            if self._rpc_server is None:
+                from ..communication.rpc import RPCQueueServer
+
+                self._rpc_server = RPCQueueServer("127.0.0.1", 0, authkey=secrets.token_bytes(32)).start()
+            return self._rpc_server.create_queue(queue_id, maxsize)
 
     def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalHandle:
         """Run the task on a new thread; `on_exit` is called from that thread when it ends."""
@@ -78,4 +100,8 @@ class LocalBackend:
         return handle
 
     def shutdown(self) -> None:
-        """Nothing to release: threads end with their tasks."""
+        """Stop the job's RPC queue server, if it has one; threads end with their tasks."""
+        with self._lock:
+            server, self._rpc_server = self._rpc_server, None
+        if server is not None:
+            server.stop()
