@@ -23,7 +23,7 @@ def _encode(key: Any, out: bytearray) -> None:
     elif key is True or key is False:
         out += b"T" if key else b"F"
     elif isinstance(key, int):
-        data = str(key).encode()
+        data = int.__repr__(key).encode()  # the digits, whatever a subclass's __str__ says
         out += b"i" + struct.pack(">I", len(data)) + data
     elif isinstance(key, str):
         data = key.encode("utf-8", "surrogatepass")
@@ -51,7 +51,9 @@ def stable_hash(key: Any) -> int:
     Raises `TypeError` naming the type for keys that are not one of
     str, bytes, int, bool, float, None or tuples of them.
     """
-    if type(key) is str:  # the common case: tag + UTF-8, without the generic encoder
+    # The common case, without the generic encoder. isinstance, not type(): a str
+    # subclass (StrEnum) must hash like the equal plain str.
+    if isinstance(key, str):
         crc = zlib.crc32(key.encode("utf-8", "surrogatepass"), _STR_SEED)
     else:
         buf = bytearray()
