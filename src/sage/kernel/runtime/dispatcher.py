@@ -10,6 +10,7 @@ from .config import JobConfig
 from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
 from .job import Job
+from .service.pipeline_service import fill_credits
 
 logger = logging.getLogger(__name__)
 
@@ -36,26 +37,20 @@ class Dispatcher:
         self._running_services: set[str] = set()
         self._running_detached: set[str] = set()
         self._lock = threading.Lock()
-        self._queue_factory = backend.queue_factory(config.transport or backend.default_transport)
 
     # ------------------------------------------------------------------ contexts
-    def response_queue(self, owner: str) -> Any:
-        """A lazily created response queue descriptor for one instance's service calls (unbounded:
-        answers are bounded by the calls the instance itself has in flight)."""
-        return self._queue_factory(f"{self.job.job_id}.{owner}.responses", 0)
-
     def task_context(self, name: str) -> TaskContext:
         node = self.graph.nodes[name]
         return TaskContext(node.name, node.basename, node.spec.kind, node.parallel_index, node.parallelism,
                            self.job.job_id, self.config, node.input_qd, node.downstream_groups,
                            node.upstream_names, self.graph.service_qds(), self.graph.service_methods(),
-                           self.response_queue(node.name))
+                           self.graph.response_qds[node.name])
 
     def service_context(self, name: str) -> ServiceContext:
         node = self.graph.services[name]
         return ServiceContext(name, node.max_concurrency, self.job.job_id, self.config, node.request_qd,
                               self.graph.service_qds(), self.graph.service_methods(),
-                              self.response_queue(f"service.{name}"))
+                              self.graph.response_qds[f"service:{name}"])
 
     # ------------------------------------------------------------------ start
     def submit(self) -> None:
@@ -64,6 +59,9 @@ class Dispatcher:
         Requests that tasks send before a service's `setup()` is done wait in
         its request queue.
         """
+        for node in self.graph.services.values():
+            if node.credits_qd is not None:
+                fill_credits(node.credits_qd, node.credits_qd.maxsize)
         with self._lock:
             self._running_services = {name for name, node in self.graph.services.items() if not node.pipeline}
             self._running_tasks = {name for name, node in self.graph.nodes.items() if not node.detached}

@@ -64,6 +64,7 @@ class JobManager:
         job_id = f"{env.name}-{uuid.uuid4().hex[:8]}"
         backend = create_backend(env)
         graph = cls.compile(env, job_id, backend)
+        backend.prepare(graph)
         job = Job(job_id, env.name)
         dispatcher = Dispatcher(job, graph, backend, env.config)
         job._dispatcher = dispatcher

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
 from ..context import ServiceContext, TaskContext
-from ..graph import OperatorSpec, ServiceNode, TaskNode
+from ..graph import ExecutionGraph, OperatorSpec, ServiceNode, TaskNode
 from ..service.service_task import ServiceTask
 from ..task import Task
 
@@ -17,7 +17,7 @@ ExitCallback = Callable[[str, str, BaseException | None], None]
 """Called once when an instance's run ends: `(name, status, error or None)`."""
 
 
-def python_queue_factory(queue_id: str, maxsize: int) -> BaseQueueDescriptor:
+def python_queue_factory(queue_id: str, maxsize: int, owner: str) -> BaseQueueDescriptor:
     return PythonQueueDescriptor(maxsize=maxsize, queue_id=queue_id)
 
 
@@ -70,7 +70,7 @@ class LocalBackend:
         self._rpc_server: Any = None
         self._lock = threading.Lock()
 
-    def queue_factory(self, transport: str) -> Callable[[str, int], BaseQueueDescriptor]:
+    def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
         """The descriptor factory for `transport`; raises `PipelineError` for one this backend lacks."""
         if transport == "python":
             return python_queue_factory
@@ -78,13 +78,16 @@ class LocalBackend:
             return self._rpc_queue
         raise PipelineError(f"the local backend does not support transport {transport!r}")
 
-    def _rpc_queue(self, queue_id: str, maxsize: int) -> BaseQueueDescriptor:
+    def _rpc_queue(self, queue_id: str, maxsize: int, owner: str) -> BaseQueueDescriptor:
         with self._lock:
             if self._rpc_server is None:
                 from ..communication.rpc import RPCQueueServer
 
                 self._rpc_server = RPCQueueServer("127.0.0.1", 0, authkey=secrets.token_bytes(32)).start()
             return self._rpc_server.create_queue(queue_id, maxsize)
+
+    def prepare(self, graph: ExecutionGraph) -> None:
+        """Nothing to place before start: every queue of this backend already exists where it is read."""
 
     def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalHandle:
         """Run the task on a new thread; `on_exit` is called from that thread when it ends."""

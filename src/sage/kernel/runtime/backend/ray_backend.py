@@ -11,6 +11,8 @@ own per job; the job's actors and queues are removed when it ends.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import sys
 import threading
 import uuid
@@ -20,10 +22,11 @@ import cloudpickle
 import ray
 
 from ...errors import PipelineError, RemoteError
-from ..communication.queue_descriptor import BaseQueueDescriptor
+from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
+from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescriptor
 from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
 from ..context import ServiceContext, TaskContext
-from ..graph import OperatorSpec, ServiceNode, TaskNode
+from ..graph import ExecutionGraph, OperatorSpec, ServiceNode, TaskNode
 from ..portable_error import PortableError
 from ..service.service_task import ServiceTask
 from ..task import Task, TaskFailure
@@ -44,15 +47,41 @@ Per-operator `resources=` (num_cpus, num_gpus, resources, memory, ...) override 
 
 
 class _InstanceActor:
-    """Runs one Task or ServiceTask inside an actor; the same object for both kinds."""
+    """Runs one Task or ServiceTask inside an actor; the same object for both kinds.
 
-    def __init__(self, payload: bytes) -> None:
-        factory, args = cloudpickle.loads(payload)
-        self.instance = factory(*args)
+    With the rpc transport the actor first hosts the queues its instance
+    reads (`host_queues`), so producers connect straight to their consumer.
+    """
 
-    def run(self) -> tuple[str, dict[str, Any], PortableError | None]:
-        """Block until the instance ends: (status, final metrics, failure or None)."""
+    def __init__(self) -> None:
+        self.instance: Any = None
+        self.rpc_server: Any = None
+        self._early: list[str] = []  # stop/cancel that arrived before the instance was built
+
+    def host_queues(self, queues: list[tuple[str, int]], authkey: bytes) -> tuple[str, int]:
+        """Start an RPC queue server on this node's address hosting `queues`; return (host, port).
+
+        The key also becomes this process's `SAGE_KERNEL_AUTHKEY`, so the
+        descriptors its instance receives can reach the other actors' servers.
+        """
+        os.environ["SAGE_KERNEL_AUTHKEY"] = authkey.hex()
+        from ..communication.rpc import RPCQueueServer
+
+        self.rpc_server = RPCQueueServer(ray.util.get_node_ip_address(), 0, authkey=authkey.hex()).start()
+        for queue_id, maxsize in queues:
+            self.rpc_server.attach_queue(queue_id, maxsize)
+        return self.rpc_server.advertise_host, self.rpc_server.port
+
+    def run(self, payload: bytes) -> tuple[str, dict[str, Any], PortableError | None]:
+        """Build the instance from a cloudpickled `(factory, args)` pair and run it.
+
+        Blocks until the instance ends: (status, final metrics, failure or None).
+        """
         try:
+            factory, args = cloudpickle.loads(payload)
+            self.instance = factory(*args)
+            for control in self._early:
+                getattr(self.instance, control)()
             status = self.instance.run()
             failure = None
         except TaskFailure as exc:
@@ -61,13 +90,21 @@ class _InstanceActor:
             status, failure = "failed", PortableError.capture(exc)
         return status, self.instance.metrics(), failure
 
+    def _control(self, name: str) -> None:
+        if self.instance is None:
+            self._early.append(name)
+        else:
+            getattr(self.instance, name)()
+
     def stop(self) -> None:
-        self.instance.stop()
+        self._control("stop")
 
     def cancel(self) -> None:
-        self.instance.cancel()
+        self._control("cancel")
 
     def metrics(self) -> dict[str, Any]:
+        if self.instance is None:
+            return {"status": "starting"}
         return self.instance.metrics()
 
     def routing_info(self) -> dict[str, Any]:
@@ -80,13 +117,13 @@ InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)
 class RayHandle:
     """The driver's view of one actor: control calls, last known metrics, the watcher thread."""
 
-    def __init__(self, name: str, actor: Any, on_exit: ExitCallback) -> None:
+    def __init__(self, name: str, actor: Any, payload: bytes, on_exit: ExitCallback) -> None:
         self.name = name
         self.actor = actor
         self._on_exit = on_exit
         self._final_metrics: dict[str, Any] | None = None
         self._watcher = threading.Thread(target=self._watch, name=f"sage-ray-watch-{name}", daemon=True)
-        self._run_ref = actor.run.remote()
+        self._run_ref = actor.run.remote(payload)
         self._watcher.start()
 
     def _watch(self) -> None:
@@ -138,6 +175,19 @@ def _ship_by_value(cls: Any) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
+def _queue_maxsizes(graph: ExecutionGraph) -> dict[str, int]:
+    """Maxsize of every queue of the graph, by queue id."""
+    sizes = {qd.queue_id: qd.maxsize for qd in graph.response_qds.values()}
+    for node in graph.nodes.values():
+        if node.input_qd is not None:
+            sizes[node.input_qd.queue_id] = node.input_qd.maxsize
+    for service in graph.services.values():
+        for qd in (service.request_qd, service.credits_qd):
+            if qd is not None:
+                sizes[qd.queue_id] = qd.maxsize
+    return sizes
+
+
 def _serialize(what: str, build: tuple[Any, tuple[Any, ...]], classes: list[Any]) -> bytes:
     """cloudpickle `(factory, args)`; the actor builds the instance (live locks never travel)."""
     for cls in classes:
@@ -158,27 +208,64 @@ class RayBackend:
         if not ray.is_initialized():
             raise RuntimeError("RayBackend needs ray.init() first (RayEnvironment does it)")
         self.namespace = f"sage-kernel-{env.name}-{uuid.uuid4().hex[:12]}"
+        self.transport = env.config.transport or self.default_transport
         self._handles: list[RayHandle] = []
+        self._actors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shut_down = False
 
-    def queue_factory(self, transport: str) -> Callable[[str, int], BaseQueueDescriptor]:
+    def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
+        """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces."""
         if transport == "ray":
             namespace = self.namespace
-            return lambda queue_id, maxsize: RayQueueDescriptor(maxsize=maxsize, queue_id=queue_id,
-                                                                namespace=namespace)
+            return lambda queue_id, maxsize, owner: RayQueueDescriptor(maxsize=maxsize, queue_id=queue_id,
+                                                                       namespace=namespace)
+        if transport == "rpc":
+            return lambda queue_id, maxsize, owner: PythonQueueDescriptor(maxsize=maxsize, queue_id=queue_id)
         if transport == "python":
             raise PipelineError("transport 'python' links threads of one process; Ray actors need 'ray' or 'rpc'")
         raise PipelineError(f"the Ray backend does not support transport {transport!r}")
 
+    def _actor(self, name: str, options: dict[str, Any]) -> Any:
+        """The actor for instance `name`, created on first use with its resource options."""
+        actor = self._actors.get(name)
+        if actor is None:
+            try:
+                actor = InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options}).remote()
+            except (TypeError, ValueError) as exc:
+                raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
+            self._actors[name] = actor
+        return actor
+
+    def prepare(self, graph: ExecutionGraph) -> None:
+        """With the rpc transport: create every actor, let each host the queues it reads, bind them.
+
+        Each actor starts an RPC queue server on its node's address; the graph's
+        placeholder descriptors are replaced by descriptors of those servers,
+        all sharing one random per-job key. With Ray queues there is nothing to do.
+        """
+        if self.transport != "rpc":
+            return
+        authkey = secrets.token_bytes(32)
+        options = {name: node.options for name, node in graph.nodes.items()}
+        options.update({f"service:{name}": node.options for name, node in graph.services.items()})
+        by_owner: dict[str, list[tuple[str, int]]] = {}
+        maxsizes = _queue_maxsizes(graph)
+        for queue_id, owner in graph.queue_owners.items():
+            by_owner.setdefault(owner, []).append((queue_id, maxsizes[queue_id]))
+        addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)
+                     for owner, queues in by_owner.items()}
+        replacements = {}
+        for owner, ref in addresses.items():
+            host, port = ray.get(ref)
+            for queue_id, maxsize in by_owner[owner]:
+                replacements[queue_id] = RPCQueueDescriptor(host, port, queue_id, maxsize, authkey=authkey.hex())
+        graph.replace_queues(replacements)
+
     def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
                on_exit: ExitCallback) -> RayHandle:
         payload = _serialize(name, (factory, args), classes)
-        try:
-            actor = InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options}).remote(payload)
-        except (TypeError, ValueError) as exc:
-            raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
-        handle = RayHandle(name, actor, on_exit)
+        handle = RayHandle(name, self._actor(name, options), payload, on_exit)
         with self._lock:
             self._handles.append(handle)
         return handle

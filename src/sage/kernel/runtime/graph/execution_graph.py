@@ -10,8 +10,9 @@ from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
 from .transformation import Transformation
 
-QueueFactory = Callable[[str, int], BaseQueueDescriptor]
-"""Makes the descriptor of one queue: `(queue_id, maxsize) -> descriptor`."""
+QueueFactory = Callable[[str, int, str], BaseQueueDescriptor]
+"""Makes the descriptor of one queue: `(queue_id, maxsize, owner) -> descriptor`, where `owner`
+names the instance that reads the queue (a transport may host the queue there)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,32 +105,49 @@ class ExecutionGraph:
         self.by_transformation: dict[int, list[TaskNode]] = {}
         self.transformations = transformations
         self.services: dict[str, ServiceNode] = {}
+        self.queue_owners: dict[str, str] = {}
+        """queue id -> name of the instance that reads it (task name or `service:{name}`)."""
+        self._factory = queue_factory
+
         named_queues: dict[str, BaseQueueDescriptor] = {}
         for name, s in services.items():
+            owner = self._service_owner(name, transformations) if s.get("pipeline") else f"service:{name}"
             node = ServiceNode(name, s["service_class"], s["args"], s["kwargs"], s["max_concurrency"],
-                               dict(s["options"]), queue_factory(f"{job_id}.service.{name}.requests",
-                                                                 service_queue_maxsize))
+                               dict(s["options"]), self._queue(f"service.{name}.requests", service_queue_maxsize,
+                                                               owner))
             named_queues[f"service:{name}:requests"] = node.request_qd
             if s.get("pipeline"):
                 node.pipeline = True
-                node.credits_qd = queue_factory(f"{job_id}.service.{name}.credits", s["max_in_flight"])
+                node.credits_qd = self._queue(f"service.{name}.credits", s["max_in_flight"], owner)
                 named_queues[f"service:{name}:credits"] = node.credits_qd
             self.services[name] = node
         for t in transformations:
             self.by_transformation[id(t)] = [
-                self._add_node(job_id, t, index, named_queues, queue_factory, queue_maxsize)
-                for index in range(t.parallelism)
+                self._add_node(t, index, named_queues, queue_maxsize) for index in range(t.parallelism)
             ]
         for t in transformations:
             self._connect(t)
-        for node in self.services.values():
-            if node.credits_qd is not None:
-                from ..service.pipeline_service import fill_credits
+        owners = list(self.nodes) + [f"service:{n}" for n, node in self.services.items() if not node.pipeline]
+        self.response_qds: dict[str, BaseQueueDescriptor] = {
+            owner: self._queue(f"{owner}.responses", 0, owner) for owner in owners
+        }
+        """Per instance: where answers to its service calls arrive (unbounded: answers are bounded
+        by the calls the instance has in flight)."""
 
-                fill_credits(node.credits_qd, node.credits_qd.maxsize)
+    def _queue(self, name: str, maxsize: int, owner: str) -> BaseQueueDescriptor:
+        queue_id = f"{self.job_id}.{name}"
+        self.queue_owners[queue_id] = owner
+        return self._factory(queue_id, maxsize, owner)
 
-    def _add_node(self, job_id: str, t: Transformation, index: int, named_queues: dict[str, BaseQueueDescriptor],
-                  queue_factory: QueueFactory, queue_maxsize: int) -> TaskNode:
+    @staticmethod
+    def _service_owner(name: str, transformations: list[Transformation]) -> str:
+        for t in transformations:
+            if t.is_source and t.detached and t.service_name == name:
+                return f"{t.basename}_0"
+        raise PipelineError(f"pipeline service {name!r} has no from_service source")
+
+    def _add_node(self, t: Transformation, index: int, named_queues: dict[str, BaseQueueDescriptor],
+                  queue_maxsize: int) -> TaskNode:
         unknown = sorted(set(t.bind_queues.values()) - set(named_queues))
         if unknown:
             raise PipelineError(f"operator {t.basename!r}: no queue named {', '.join(unknown)} in this job")
@@ -137,7 +155,7 @@ class ExecutionGraph:
         spec = OperatorSpec(t.kind, t.function_class, t.args, kwargs, t.on_error, t.strategy, len(t.inputs),
                             enveloped=t.detached)
         name = f"{t.basename}_{index}"
-        input_qd = None if t.is_source else queue_factory(f"{job_id}.{name}.in", queue_maxsize)
+        input_qd = None if t.is_source else self._queue(f"{name}.in", queue_maxsize, name)
         node = TaskNode(name, t.basename, index, t.parallelism, spec, dict(t.options), input_qd,
                         bounded_size=t.bounded_size, detached=t.detached)
         self.nodes[name] = node
@@ -160,6 +178,31 @@ class ExecutionGraph:
     def service_qds(self) -> dict[str, BaseQueueDescriptor]:
         """Request queue descriptor of every service, by service name."""
         return {name: node.request_qd for name, node in self.services.items()}
+
+    def replace_queues(self, replacements: dict[str, BaseQueueDescriptor]) -> None:
+        """Swap descriptors by queue id everywhere the graph refers to them.
+
+        Lets a backend compile with placeholders and bind queues once it knows
+        where they live (e.g. RPC servers inside the actors that read them).
+        Raises `KeyError` naming a queue that has no replacement.
+        """
+        def swap(descriptor: BaseQueueDescriptor) -> BaseQueueDescriptor:
+            return replacements[descriptor.queue_id]
+
+        for node in self.nodes.values():
+            if node.input_qd is not None:
+                node.input_qd = swap(node.input_qd)
+            for group in node.downstream_groups.values():
+                for connection in group.values():
+                    connection.queue_descriptor = swap(connection.queue_descriptor)
+            for arg, value in list(node.spec.kwargs.items()):
+                if isinstance(value, BaseQueueDescriptor):
+                    node.spec.kwargs[arg] = swap(value)
+        for service in self.services.values():
+            service.request_qd = swap(service.request_qd)
+            if service.credits_qd is not None:
+                service.credits_qd = swap(service.credits_qd)
+        self.response_qds = {owner: swap(qd) for owner, qd in self.response_qds.items()}
 
     def service_methods(self) -> dict[str, frozenset[str]]:
         """Callable method names of every service, by service name."""
