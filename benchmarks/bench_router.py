@@ -20,6 +20,7 @@ import argparse
 import queue
 import threading
 import time
+from typing import Callable
 
 from sage.kernel.runtime.communication import BaseRouter, Connection, Packet, PythonQueueDescriptor, StopSignal
 
@@ -32,58 +33,66 @@ def _payloads(n: int) -> list[dict[str, int]]:
     return [{"id": i, "value": i * 2} for i in range(n)]
 
 
+def _timed_handoff(produce: Callable[[], None], consume: Callable[[], int], n: int) -> float:
+    """Seconds from the start of `produce()` until `consume()` (in its own thread) returned.
+
+    `consume` returns how many items it received; anything but `n` is an error.
+    """
+    received: list[int] = []
+    consumer = threading.Thread(target=lambda: received.append(consume()))
+    consumer.start()
+    started = time.perf_counter()
+    produce()
+    consumer.join(timeout=120)
+    elapsed = time.perf_counter() - started
+    if consumer.is_alive() or received != [n]:
+        raise RuntimeError(f"hand-off lost items: received {received} of {n}")
+    return elapsed
+
+
 def run_router(payloads: list[dict[str, int]], maxsize: int) -> float:
     """Seconds to route every payload through BaseRouter to a get_many consumer."""
     descriptor = PythonQueueDescriptor(maxsize=maxsize)
     router = BaseRouter({0: {0: Connection(0, 0, "sink_0", descriptor)}})
-    received = 0
 
-    def consume() -> None:
-        nonlocal received
+    def produce() -> None:
+        send = router.send
+        for payload in payloads:
+            send(Packet(payload))
+        router.send_stop_signal(StopSignal(source="bench"))
+
+    def consume() -> int:
+        received = 0
         while True:
             for item in descriptor.get_many(GET_MANY, timeout=30):
                 if type(item) is StopSignal:
-                    return
+                    return received
                 received += 1
 
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    started = time.perf_counter()
-    send = router.send
-    for payload in payloads:
-        send(Packet(payload))
-    router.send_stop_signal(StopSignal(source="bench"))
-    consumer.join(timeout=120)
-    elapsed = time.perf_counter() - started
-    descriptor.close()
-    if consumer.is_alive() or received != len(payloads):
-        raise RuntimeError(f"router run lost packets: {received} of {len(payloads)}")
-    return elapsed
+    try:
+        return _timed_handoff(produce, consume, len(payloads))
+    finally:
+        descriptor.close()
 
 
 def run_raw(payloads: list[dict[str, int]], maxsize: int) -> float:
     """Seconds to hand every payload over with one queue.Queue put/get per item."""
     q: queue.Queue = queue.Queue(maxsize)
-    received = 0
 
-    def consume() -> None:
-        nonlocal received
+    def produce() -> None:
+        put = q.put
+        for payload in payloads:
+            put(payload)
+        put(_END)
+
+    def consume() -> int:
+        received = 0
         get = q.get
         while get(timeout=30) is not _END:
             received += 1
+        return received
 
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    started = time.perf_counter()
-    put = q.put
-    for payload in payloads:
-        put(payload)
-    put(_END)
-    consumer.join(timeout=120)
-    elapsed = time.perf_counter() - started
-    if consumer.is_alive() or received != len(payloads):
-        raise RuntimeError(f"raw run lost items: {received} of {len(payloads)}")
-    return elapsed
+    return _timed_handoff(produce, consume, len(payloads))
 
 
 def main() -> None:

@@ -41,6 +41,24 @@ def wait_until_parked(condition: threading.Condition, count: int = 1, timeout: f
         time.sleep(0.001)
 
 
+def first_access_from_threads(descriptor: Any, threads_n: int = 16) -> list[Any]:
+    """Let `threads_n` threads touch `descriptor.queue_instance` at once; the instances they saw."""
+    barrier = threading.Barrier(threads_n)
+    seen: list[Any] = []
+
+    def touch() -> None:
+        barrier.wait(timeout=5)
+        seen.append(descriptor.queue_instance)
+
+    threads = [threading.Thread(target=touch) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=5)
+    assert len(seen) == threads_n, "a thread never reached the queue"
+    return seen
+
+
 def route_keys(keys: list[Any], instances: int) -> list[int]:
     """Route one hash-keyed packet per key through a real router; the parallel index each reached."""
     queues = [PythonQueueDescriptor() for _ in range(instances)]

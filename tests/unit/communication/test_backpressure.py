@@ -95,73 +95,61 @@ def test_a_stop_signal_waits_for_room_on_a_full_queue(make_queue):
     assert descriptor.get(timeout=1).source == "s"
 
 
+def cancel_while_blocked(descriptor, router: BaseRouter, action) -> tuple[SendCancelled, float]:
+    """Run `action` in a thread until it blocks on `descriptor`'s full queue, then set the
+    router's cancel event. Returns the SendCancelled raised and seconds from cancel to raise."""
+    outcome: list[tuple[SendCancelled, float]] = []
+
+    def run() -> None:
+        try:
+            action()
+        except SendCancelled as exc:
+            outcome.append((exc, time.monotonic()))
+
+    sender = threading.Thread(target=run)
+    sender.start()
+    wait_until_parked(descriptor.queue_instance.not_full)
+    cancelled_at = time.monotonic()
+    router.cancel_event.set()
+    sender.join(timeout=5)
+    assert not sender.is_alive(), "the cancelled sender is still blocked"
+    assert len(outcome) == 1, "no SendCancelled"
+    error, raised_at = outcome[0]
+    return error, raised_at - cancelled_at
+
+
 def test_cancel_frees_a_sender_blocked_on_a_full_queue_promptly(make_queue):
     descriptor = make_queue(maxsize=2)
-    cancel = threading.Event()
-    router = BaseRouter({0: {0: Connection(0, 0, "slow_0", descriptor)}}, batch_size=1, cancel_event=cancel)
-    outcome: dict[str, Any] = {}
+    router = BaseRouter({0: {0: Connection(0, 0, "slow_0", descriptor)}}, batch_size=1)
 
     def produce() -> None:
-        try:
-            for i in range(3):
-                router.send(Packet(i))
-        except SendCancelled as exc:
-            outcome["error"] = exc
-            outcome["at"] = time.monotonic()
+        for i in range(3):  # blocks on the third packet
+            router.send(Packet(i))
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    wait_until_parked(descriptor.queue_instance.not_full)  # blocked on the third packet
-    cancelled_at = time.monotonic()
-    cancel.set()
-    producer.join(timeout=5)
-    assert not producer.is_alive()
-    assert "slow_0" in str(outcome["error"])
-    assert outcome["at"] - cancelled_at < RETRY_INTERVAL + 0.5
+    error, delay = cancel_while_blocked(descriptor, router, produce)
+    assert "slow_0" in str(error)
+    assert delay < RETRY_INTERVAL + 0.5
     assert [pk.payload for pk in drain(descriptor)] == [0, 1]
 
 
 def test_cancel_also_frees_a_blocked_stop_signal(make_queue):
     descriptor = make_queue(maxsize=1)
     descriptor.put("filler")
-    cancel = threading.Event()
-    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}}, cancel_event=cancel)
-    errors: list[BaseException] = []
-
-    def stop() -> None:
-        try:
-            router.send_stop_signal(StopSignal())
-        except SendCancelled as exc:
-            errors.append(exc)
-
-    sender = threading.Thread(target=stop)
-    sender.start()
-    wait_until_parked(descriptor.queue_instance.not_full)
-    cancel.set()
-    sender.join(timeout=5)
-    assert not sender.is_alive() and len(errors) == 1
+    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}})
+    cancel_while_blocked(descriptor, router, lambda: router.send_stop_signal(StopSignal()))
     assert drain(descriptor) == ["filler"]
 
 
 def test_after_a_cancelled_batch_a_flush_sends_only_what_was_not_delivered(make_queue):
     descriptor = make_queue(maxsize=3)
-    cancel = threading.Event()
-    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}}, batch_size=5, cancel_event=cancel)
-    errors: list[BaseException] = []
+    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}}, batch_size=5)
 
     def produce() -> None:
-        try:
-            for i in range(5):  # the fifth fills the batch: 3 fit, 2 wait
-                router.send(Packet(i))
-        except SendCancelled as exc:
-            errors.append(exc)
+        for i in range(5):  # the fifth fills the batch: 3 fit, 2 wait
+            router.send(Packet(i))
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    wait_until_parked(descriptor.queue_instance.not_full)
-    cancel.set()
-    producer.join(timeout=5)
-    assert errors and router.has_pending()
+    cancel_while_blocked(descriptor, router, produce)
+    assert router.has_pending()
     assert [pk.payload for pk in drain(descriptor)] == [0, 1, 2]
     # Cancellation only interrupts waiting: with room, the flush goes through at once
     # (and a router that had kept the delivered items would raise here instead).

@@ -13,6 +13,8 @@ import pytest
 
 from sage.kernel.runtime.communication import BaseQueueDescriptor, BatchFull
 
+from .support import first_access_from_threads
+
 
 class PlainQueueDescriptor(BaseQueueDescriptor):
     """A real, unregistered transport: a private queue.Queue per descriptor, counting creations."""
@@ -29,21 +31,9 @@ class PlainQueueDescriptor(BaseQueueDescriptor):
 def test_racing_first_accesses_create_the_queue_once():
     for _ in range(20):
         descriptor = PlainQueueDescriptor()
-        threads_n = 16
-        barrier = threading.Barrier(threads_n)
-        seen: list[object] = []
-
-        def touch() -> None:
-            barrier.wait(timeout=5)
-            seen.append(descriptor.queue_instance)
-
-        threads = [threading.Thread(target=touch) for _ in range(threads_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=5)
+        seen = first_access_from_threads(descriptor)
         assert descriptor.created == 1
-        assert len(seen) == threads_n and all(q is seen[0] for q in seen)
+        assert all(q is seen[0] for q in seen)
 
 
 def test_default_put_many_reports_accepted_items_at_the_timeout():

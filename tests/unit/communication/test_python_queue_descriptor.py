@@ -12,7 +12,7 @@ import pytest
 
 from sage.kernel.runtime.communication import BatchFull, PythonQueueDescriptor, resolve_descriptor
 
-from .support import drain, wait_until_parked
+from .support import drain, first_access_from_threads, wait_until_parked
 
 WAIT = 0.05  # seconds a Full/Empty test waits; long enough to show it blocked, short for the suite
 
@@ -56,21 +56,7 @@ def test_queue_is_created_on_first_access_only(make_queue):
 
 def test_threads_racing_on_first_access_get_the_same_queue(make_queue):
     for _ in range(20):
-        descriptor = make_queue()
-        threads_n = 16
-        barrier = threading.Barrier(threads_n)
-        seen: list[object] = []
-
-        def touch() -> None:
-            barrier.wait(timeout=5)
-            seen.append(descriptor.queue_instance)
-
-        threads = [threading.Thread(target=touch) for _ in range(threads_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=5)
-        assert len(seen) == threads_n
+        seen = first_access_from_threads(make_queue())
         assert all(q is seen[0] for q in seen)
 
 

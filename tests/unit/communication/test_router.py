@@ -19,6 +19,14 @@ def queues_of(groups):
     return {(b, p): c.queue_descriptor for b, group in groups.items() for p, c in group.items()}
 
 
+def router_after(groups, packets: int, **settings) -> BaseRouter:
+    """A router over `groups` (never flushing on time) that has sent payloads 0..packets-1."""
+    router = BaseRouter(groups, **{"buffer_timeout": NO_TIMEOUT, **settings})
+    for i in range(packets):
+        router.send(Packet(i))
+    return router
+
+
 # ---------------------------------------------------------------------- strategies
 @pytest.mark.parametrize("strategy", [None, "round_robin"])
 def test_round_robin_spreads_evenly_and_in_turn(make_groups, strategy):
@@ -130,9 +138,7 @@ def test_bad_router_settings_are_named(make_groups, kwargs, message):
 def test_batch_goes_out_when_it_fills(make_groups):
     groups = make_groups({0: 1})
     q = groups[0][0].queue_descriptor
-    router = BaseRouter(groups, batch_size=4, buffer_timeout=NO_TIMEOUT)
-    for i in range(3):
-        router.send(Packet(i))
+    router = router_after(groups, 3, batch_size=4)
     assert q.empty() and router.has_pending()
     router.send(Packet(3))
     assert [pk.payload for pk in drain(q)] == [0, 1, 2, 3]
@@ -141,9 +147,7 @@ def test_batch_goes_out_when_it_fills(make_groups):
 
 def test_flush_pushes_partial_batches_on_every_connection(make_groups):
     groups = make_groups({0: 2, 1: 1})
-    router = BaseRouter(groups, batch_size=100, buffer_timeout=NO_TIMEOUT)
-    for i in range(3):
-        router.send(Packet(i))
+    router = router_after(groups, 3, batch_size=100)
     assert all(q.empty() for q in queues_of(groups).values())
     assert router.get_connections_info()[0]["pending"] == [2, 1]
     router.flush()
@@ -156,9 +160,7 @@ def test_flush_pushes_partial_batches_on_every_connection(make_groups):
 
 def test_a_stop_signal_flushes_first_and_arrives_once_per_connection(make_groups):
     groups = make_groups({0: 2, 1: 1})
-    router = BaseRouter(groups, batch_size=100, buffer_timeout=NO_TIMEOUT)
-    for i in range(4):
-        router.send(Packet(i))
+    router = router_after(groups, 4, batch_size=100)
     signal = StopSignal(source="src_0")
     assert router.send_stop_signal(signal) == 3
     for q in queues_of(groups).values():
@@ -252,8 +254,6 @@ def test_connection_pickles_with_a_lazy_descriptor(make_queue):
 
 def test_round_robin_positions_are_per_group(make_groups):
     groups = make_groups({0: 2, 1: 3})
-    router = BaseRouter(groups, batch_size=1)
-    for i in range(7):
-        router.send(Packet(i))
+    router_after(groups, 7, batch_size=1)
     counts = Counter({place: q.qsize() for place, q in queues_of(groups).items()})
     assert counts == Counter({(0, 0): 4, (0, 1): 3, (1, 0): 3, (1, 1): 2, (1, 2): 2})
