@@ -138,17 +138,15 @@ class DataStream:
         Only on streams that start at `env.from_service(...)`; raises
         `PipelineError` elsewhere. The first record that reaches `reply()`
         for a request answers it; a request whose records are all filtered
-        out is never answered and its caller times out.
+        out is never answered: its caller times out, and its in-flight slot
+        is freed when the caller's deadline passes.
         """
         t = self.transformation
         if not t.detached:
             raise PipelineError(f"reply after operator {t.basename!r}: only a stream from env.from_service() "
                                 f"can reply")
-        service = t.service_name
-        stream = add_operator(self._env, [t], "sink", ServiceReplySink, (), SinkFunction, None, parallelism,
-                              "fail", None, {})
-        stream.transformation.bind_queues = {"credits": f"service:{service}:credits"}
-        return stream
+        return add_operator(self._env, [t], "sink", ServiceReplySink, (), SinkFunction, None, parallelism,
+                            "fail", None, {})
 
     def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
         """A sink that prints every record, optionally after `prefix`."""

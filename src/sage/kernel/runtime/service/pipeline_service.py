@@ -8,14 +8,23 @@ the end answers the request the record came from.
 
 The request travels beside the payload in an `Envelope`: operators of a
 service pipeline unwrap it before calling the user function and wrap the
-result again, so ordinary function classes work unchanged. At most
-`max_in_flight` requests are inside the pipeline at once: the bridge takes a
-credit from a credit queue before each request and the reply sink returns it.
+result again, so ordinary function classes work unchanged.
+
+In flight: at most `max_in_flight` requests are inside the pipeline at once.
+The service's credit queue holds the free slots, shared by every bridge
+instance. A bridge takes a credit before each request and keeps the
+request's id until the request is done, which is when the first record of it
+reaches `.reply()` (the reply sink sends the id back to that bridge's own
+inbox), or when the caller's deadline passes without one (its records were
+filtered out, or skipped on error): the bridge then puts the credit back.
+Later records of an answered request (a flatmap's second output) answer
+nobody (the caller drops and counts them) and free nothing.
 """
 
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any
 
 from ...api.function import SinkFunction, SourceFunction
@@ -23,20 +32,29 @@ from ..communication.queue_descriptor import BaseQueueDescriptor
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 CREDIT_WAIT = 0.05
-"""Seconds the bridge blocks on credits or requests before handing control back to its task."""
+"""Seconds the bridge blocks on credits, answers or requests before re-checking its stop event."""
+
+INBOX_BATCH = 1024
+"""Most answered request ids the bridge takes from its inbox at once."""
 
 
 class Envelope:
-    """A record of a service pipeline and the request it answers."""
+    """A record of a service pipeline, the request it answers, and the inbox of the bridge that
+    admitted the request (told when the request is answered)."""
 
-    __slots__ = ("payload", "request")
+    __slots__ = ("payload", "request", "inbox")
 
-    def __init__(self, payload: Any, request: ServiceRequest) -> None:
+    def __init__(self, payload: Any, request: ServiceRequest, inbox: BaseQueueDescriptor) -> None:
         self.payload = payload
         self.request = request
+        self.inbox = inbox
+
+    def carrying(self, payload: Any) -> "Envelope":
+        """An envelope of the same request with another payload (what an operator made of it)."""
+        return Envelope(payload, self.request, self.inbox)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Envelope, (self.payload, self.request))
+        return (Envelope, (self.payload, self.request, self.inbox))
 
 
 def fill_credits(credits: BaseQueueDescriptor, count: int) -> None:
@@ -48,10 +66,16 @@ class ServiceBridgeSource(SourceFunction):
     """Takes one credit, then one request, and emits it as an `Envelope`.
 
     Blocks inside `execute()` until both are there, pushing out what its
-    router has batched before it waits (so no answered-to-be record sits in a
-    batch), and re-checking the task's stop event every `CREDIT_WAIT`
-    seconds; returns None only once the task is stopping. A request for a
-    method other than `process` is answered with an error at once.
+    router has batched before it waits (a batched record cannot be answered,
+    so its credit could never come back), and re-checking the task's stop
+    event every `CREDIT_WAIT` seconds; returns None only once the task is
+    stopping. While it waits it gives back the credits of requests that were
+    answered or whose deadline passed. A request for a method other than
+    `process`, or with other than one argument, is answered with a
+    `TypeError` at once and uses no credit.
+
+    The bridge's inbox is its task's response queue: the bridge itself never
+    calls services, so the queue is free to carry answered request ids.
     """
 
     def __init__(self, service_name: str, requests: BaseQueueDescriptor, credits: BaseQueueDescriptor) -> None:
@@ -59,50 +83,100 @@ class ServiceBridgeSource(SourceFunction):
         self.requests = requests
         self.credits = credits
         self._has_credit = False
+        self._in_flight: dict[str, float] = {}  # request id -> the caller's deadline (time.time())
+        self._next_expiry = float("inf")
         self._responses = ResponseQueues()
 
-    def _take(self, descriptor: BaseQueueDescriptor) -> Any:
-        try:
-            return descriptor.get_nowait()
-        except queue.Empty:
-            pass
-        self.ctx.router.flush()
-        while not self.ctx.stop_event.is_set():
-            try:
-                return descriptor.get(timeout=CREDIT_WAIT)
-            except queue.Empty:
-                continue
-        return None
-
-    def execute(self) -> Any:
-        while not self._has_credit:
-            if self._take(self.credits) is None:
+    def execute(self) -> Envelope | None:
+        while True:
+            if not self._has_credit:
+                if not self._acquire_credit():
+                    return None
+                self._has_credit = True
+            request = self._take_request()
+            if request is None:
                 return None
-            self._has_credit = True
-        request: ServiceRequest | None = self._take(self.requests)
-        if request is None:
-            return None
-        if request.method != "process" or len(request.args) != 1 or request.kwargs:
+            if request.method == "process" and len(request.args) == 1 and not request.kwargs:
+                break
             error = TypeError(f"pipeline service {self.service_name!r} takes call_service(name, payload) with "
                               f"method 'process' and one argument; got method {request.method!r} with "
                               f"{len(request.args)} argument(s) and keywords {sorted(request.kwargs)}")
             self._responses.send(request, ServiceResponse.failure_of(request.request_id, error))
-            return None
         self._has_credit = False
-        return Envelope(request.args[0], request)
+        self._in_flight[request.request_id] = request.deadline
+        self._next_expiry = min(self._next_expiry, request.deadline)
+        return Envelope(request.args[0], request, self.ctx.response_qd)
+
+    def _acquire_credit(self) -> bool:
+        stop = self.ctx.stop_event
+        flushed = False
+        while not stop.is_set():
+            self._settle(0)
+            try:
+                self.credits.get_nowait()
+                return True
+            except queue.Empty:
+                pass
+            if not flushed:
+                self.ctx.router.flush()
+                flushed = True
+            if self._in_flight:
+                # Out of credits while ours are out: wait for our own requests to be answered.
+                self._settle(CREDIT_WAIT)
+                continue
+            try:
+                self.credits.get(timeout=CREDIT_WAIT)
+                return True
+            except queue.Empty:
+                continue
+        return False
+
+    def _take_request(self) -> ServiceRequest | None:
+        try:
+            return self.requests.get_nowait()
+        except queue.Empty:
+            pass
+        self.ctx.router.flush()
+        stop = self.ctx.stop_event
+        while not stop.is_set():
+            try:
+                return self.requests.get(timeout=CREDIT_WAIT)
+            except queue.Empty:
+                self._settle(0)  # idle: give back what is done (another bridge may be waiting)
+        return None
+
+    def _settle(self, wait: float) -> None:
+        """Give back the credits of our requests that were answered (ids in the inbox, waiting up to
+        `wait` seconds for one) or whose deadline passed."""
+        try:
+            answered = self.ctx.response_qd.get_many(INBOX_BATCH, wait)
+        except queue.Empty:
+            answered = ()
+        in_flight = self._in_flight
+        freed = sum(1 for request_id in answered if in_flight.pop(request_id, None) is not None)
+        now = time.time()
+        if now >= self._next_expiry:
+            expired = [request_id for request_id, deadline in in_flight.items() if deadline <= now]
+            for request_id in expired:
+                del in_flight[request_id]
+            freed += len(expired)
+            self._next_expiry = min(in_flight.values(), default=float("inf"))
+        if freed:
+            # Never blocks: the credits out (ours among them) are all that is missing from the queue.
+            self.credits.put_many([True] * freed)
 
 
 class ServiceReplySink(SinkFunction):
-    """Answers the caller of each envelope's request with its payload, then returns a credit."""
+    """Answers the caller of each envelope's request with its payload, then tells the request's
+    bridge it was answered (which frees its credit on the first answer)."""
 
-    def __init__(self, credits: BaseQueueDescriptor) -> None:
-        self.credits = credits
-        self._responses = ResponseQueues()
+    def __init__(self) -> None:
+        self._queues = ResponseQueues()
 
     def execute(self, data: Envelope) -> None:
         request = data.request
-        self._responses.send(request, ServiceResponse.success(request.request_id, data.payload))
-        self.credits.put(True)
+        self._queues.send(request, ServiceResponse.success(request.request_id, data.payload))
+        self._queues.put(data.inbox, request.request_id)
 
 
 def wrap_enveloped(kind: str, function: Any) -> None:
@@ -115,16 +189,16 @@ def wrap_enveloped(kind: str, function: Any) -> None:
         return
     execute = function.execute
     if kind == "map":
-        function.execute = lambda e: Envelope(execute(e.payload), e.request)
+        function.execute = lambda e: e.carrying(execute(e.payload))
     elif kind in ("filter", "keyby", "sink"):
         function.execute = lambda e: execute(e.payload)
     elif kind == "flatmap":
         def flat(e: Envelope) -> list[Envelope]:
             result = execute(e.payload)
-            out = [Envelope(x, e.request) for x in (result or ())]
+            out = [e.carrying(x) for x in (result or ())]
             collected = getattr(function, "_collected", None)
             if collected:
-                out.extend(Envelope(x, e.request) for x in collected)
+                out.extend(e.carrying(x) for x in collected)
                 collected.clear()
             return out
 

@@ -62,19 +62,33 @@ class ServiceResponse:
 
 
 class ResponseQueues:
-    """Answers requests, reusing one descriptor per caller response queue.
+    """Answers requests (and other messages to a queue a message carries), reusing one descriptor
+    per queue.
 
     Each request carries its caller's descriptor freshly unpickled when it
     crossed a process; putting through it directly would attach to the queue
     (a Ray actor lookup, a new socket) once per request. This keeps the first
     descriptor seen for each queue identity and its live attachment.
-    Thread-safe (dict.setdefault is atomic).
+    Hashing a descriptor's identity costs microseconds, so the kept
+    descriptors are also found by object id: in one process every request
+    of a caller carries the very same descriptor object. (A kept descriptor
+    stays alive, so its id cannot be reused by another object.)
+    Thread-safe (dict.get/setdefault are atomic).
     """
 
     def __init__(self) -> None:
         self._known: dict[BaseQueueDescriptor, BaseQueueDescriptor] = {}
+        self._kept_by_id: dict[int, BaseQueueDescriptor] = {}
 
     def send(self, request: ServiceRequest, response: ServiceResponse, timeout: float | None = None) -> None:
         """Put `response` on the request's response queue; blocks up to `timeout` (`queue.Full` then)."""
-        descriptor = self._known.setdefault(request.response_qd, request.response_qd)
-        descriptor.put(response, timeout=timeout)
+        self.put(request.response_qd, response, timeout)
+
+    def put(self, carried: BaseQueueDescriptor, item: Any, timeout: float | None = None) -> None:
+        """Put `item` on the queue `carried` names, through the kept descriptor for it."""
+        descriptor = self._kept_by_id.get(id(carried))
+        if descriptor is None:
+            descriptor = self._known.setdefault(carried, carried)
+            if descriptor is carried:
+                self._kept_by_id[id(carried)] = carried
+        descriptor.put(item, timeout=timeout)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import heapq
+import itertools
+import logging
 import queue
 import threading
 import time
 import uuid
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 from ...errors import ServiceCallError
@@ -15,34 +17,60 @@ from ..communication.errors import SendCancelled
 from .protocol import ServiceRequest, ServiceResponse
 
 LISTEN_WAIT = 0.2
-"""Longest a listener blocks before re-checking for close and expired calls."""
+"""Longest a reader blocks before re-checking for close, cancellation and expired calls."""
 
 RESPONSE_BATCH = 256
+
+logger = logging.getLogger(__name__)
+
+
+class _Call:
+    """One pending call. A synchronous call has no future: its outcome (a `ServiceResponse` or a
+    local exception) is stored here, under the caller's lock, for its waiting thread to pick up."""
+
+    __slots__ = ("service", "method", "timeout", "future", "outcome")
+
+    def __init__(self, service: str, method: str, timeout: float, future: Future | None) -> None:
+        self.service = service
+        self.method = method
+        self.timeout = timeout
+        self.future = future
+        self.outcome: ServiceResponse | BaseException | None = None
+
+    def timed_out(self) -> TimeoutError:
+        return TimeoutError(f"service {self.service!r} method {self.method!r} gave no answer within {self.timeout} s")
 
 
 class ServiceCaller:
     """One per running instance: writes requests to service queues and reads one response queue.
 
-    One thread at a time reads the response queue and resolves every pending
-    call's future by request id: a synchronous caller reads while it waits
-    (no thread hop on the way back), and a listener thread, started by the
-    first asynchronous call, reads when no caller does. A response for a
-    call that already timed out is dropped and counted in `late_responses`,
-    never given to another call. Calls whose deadline passes fail with
-    `TimeoutError` even if no one waits on the future.
+    One thread at a time reads the response queue and hands every response
+    to its pending call by request id: a synchronous caller reads while it
+    waits (no thread hop on the way back), and a listener thread, started by
+    the first asynchronous call, reads when no caller does. A response for a
+    call that already timed out (or was never made here) is dropped and
+    counted in `late_responses`, never given to another call. Asynchronous
+    calls whose deadline passes fail with `TimeoutError` even if no one waits
+    on the future (within `LISTEN_WAIT` of the deadline).
+
+    Request ids are a per-caller random prefix plus a counter: unique for
+    this response queue, and cheap.
     """
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.late_responses = 0
         self.calls = 0
-        self._pending: dict[str, tuple[Future, str, str, float | None]] = {}
-        self._deadlines: list[tuple[float, str]] = []
+        self._id_prefix = f"{uuid.uuid4().hex[:16]}-"
+        self._ids = itertools.count()
+        self._pending: dict[str, _Call] = {}
+        self._deadlines: list[tuple[float, str]] = []  # asynchronous calls only
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)  # a reader's turn ended, or an outcome arrived
+        self._waiters = 0
+        self._reading = False
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
-        self._turn = threading.Condition()
-        self._reading = False
 
     # ------------------------------------------------------------------ calling
     def _check(self, service: str, method: str) -> None:
@@ -63,31 +91,69 @@ class ServiceCaller:
         when the service's request queue stays full for the whole timeout.
         """
         self._ensure_listener()
-        return self._send(service, method, args, kwargs, timeout)
+        future: Future = Future()
+        self._send(service, method, args, kwargs, timeout, future)
+        return future
+
+    def call(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+             timeout: float | None) -> Any:
+        """Send a request and block for the answer (up to `timeout`, the job default when None).
+
+        Raises `TimeoutError` naming the service, method and timeout; the
+        service's own exception (same type when it can be rebuilt, else
+        `ServiceCallError`); `RuntimeError` at once for a synchronous self-call
+        of a service with `max_concurrency=1` (it could never be answered);
+        `SendCancelled` when the instance is cancelled while it waits.
+        """
+        if service == getattr(self.ctx, "service_name", None) and getattr(self.ctx, "max_concurrency", 0) == 1:
+            raise RuntimeError(f"service {service!r} calls itself synchronously with max_concurrency=1: "
+                               f"it would wait for itself; use call_service_async or raise max_concurrency")
+        call, request_id, deadline = self._send(service, method, args, kwargs, timeout, None)
+        cancel = self.ctx.cancel_event
+        while True:
+            with self._lock:
+                if call.outcome is not None:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or cancel.is_set():
+                    del self._pending[request_id]
+                    if remaining <= 0:
+                        raise call.timed_out()
+                    raise SendCancelled(f"call to service {service!r} cancelled")
+                if self._reading:
+                    self._waiters += 1
+                    self._turn.wait(min(remaining, LISTEN_WAIT))
+                    self._waiters -= 1
+                    continue
+                self._reading = True
+                wait = min(remaining, self._next_async_deadline())
+            self._read(wait)
+        return _result(call)
 
     def _send(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-              timeout: float | None) -> Future:
+              timeout: float | None, future: Future | None) -> tuple[_Call, str, float]:
         self._check(service, method)
-        if self._closed.is_set():
-            raise RuntimeError(f"{self.ctx.name}: service calls are closed (the instance is shutting down)")
-        timeout = self.ctx.config.service_timeout if timeout is None else timeout
-        request_id = uuid.uuid4().hex
-        now = time.monotonic()
-        deadline = now + timeout
-        future: Future = Future()
+        ctx = self.ctx
+        timeout = ctx.config.service_timeout if timeout is None else timeout
+        request_id = f"{self._id_prefix}{next(self._ids)}"
+        call = _Call(service, method, timeout, future)
+        deadline = time.monotonic() + timeout
         with self._lock:
-            self._pending[request_id] = (future, service, method, timeout)
-            heapq.heappush(self._deadlines, (deadline, request_id))
+            if self._closed.is_set():
+                raise RuntimeError(f"{ctx.name}: service calls are closed (the instance is shutting down)")
+            self._pending[request_id] = call
+            if future is not None:
+                self._push_deadline(deadline, request_id)
             self.calls += 1
         request = ServiceRequest(request_id, service, method, args, kwargs, time.time() + timeout,
-                                 self.ctx.response_qd, self.ctx.name)
+                                 ctx.response_qd, ctx.name)
         try:
             self._put_request(service, request, deadline)
         except BaseException:
             with self._lock:
                 self._pending.pop(request_id, None)
             raise
-        return future
+        return call, request_id, deadline
 
     def _put_request(self, service: str, request: ServiceRequest, deadline: float) -> None:
         qd = self.ctx.service_qds[service]
@@ -103,25 +169,32 @@ class ServiceCaller:
             except queue.Full:
                 continue
 
-    def call(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-             timeout: float | None) -> Any:
-        """Send a request and block for the answer (up to `timeout`, the job default when None).
+    # ------------------------------------------------------------------ deadlines of asynchronous calls
+    def _push_deadline(self, deadline: float, request_id: str) -> None:
+        """Remember an async call's deadline (lock held). Entries of answered calls are dropped lazily;
+        the heap is rebuilt when they outnumber the pending calls, so it never outgrows them."""
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (deadline, request_id))
+        if len(deadlines) > 2 * len(self._pending) + 64:
+            pending = self._pending
+            deadlines[:] = [entry for entry in deadlines if entry[1] in pending]
+            heapq.heapify(deadlines)
 
-        Raises `TimeoutError` naming the service, method and timeout; the
-        service's own exception (same type when it can be rebuilt, else
-        `ServiceCallError`); `RuntimeError` at once for a synchronous self-call
-        of a service with `max_concurrency=1` (it could never be answered).
-        """
-        own = getattr(self.ctx, "service_name", None)
-        if own == service and getattr(self.ctx, "max_concurrency", 0) == 1:
-            raise RuntimeError(f"service {service!r} calls itself synchronously with max_concurrency=1: "
-                               f"it would wait for itself; use call_service_async or raise max_concurrency")
-        future = self._send(service, method, args, kwargs, timeout)
-        while not future.done():
-            self._take_turn(future)
-        return future.result()
+    def _next_async_deadline(self) -> float:
+        """Seconds until the earliest async deadline, at most `LISTEN_WAIT` (lock held)."""
+        if not self._deadlines:
+            return LISTEN_WAIT
+        return max(0.0, min(LISTEN_WAIT, self._deadlines[0][0] - time.monotonic()))
 
-    # ------------------------------------------------------------------ listening
+    def _pop_expired(self, now: float, out: list[tuple[_Call, BaseException | ServiceResponse]]) -> None:
+        deadlines, pending = self._deadlines, self._pending
+        while deadlines and deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(deadlines)
+            call = pending.pop(request_id, None)
+            if call is not None:
+                out.append((call, call.timed_out()))
+
+    # ------------------------------------------------------------------ reading
     def _ensure_listener(self) -> None:
         if self._listener is None:
             with self._lock:
@@ -130,83 +203,107 @@ class ServiceCaller:
                                                       name=f"sage-responses-{self.ctx.name}")
                     self._listener.start()
 
-    def _next_wait(self) -> float:
-        with self._lock:
-            if not self._deadlines:
-                return LISTEN_WAIT
-            return max(0.0, min(LISTEN_WAIT, self._deadlines[0][0] - time.monotonic()))
-
     def _listen(self) -> None:
         while not self._closed.is_set():
-            self._take_turn(None)
+            with self._lock:
+                if self._reading:
+                    self._waiters += 1
+                    self._turn.wait(LISTEN_WAIT)
+                    self._waiters -= 1
+                    continue
+                self._reading = True
+                wait = self._next_async_deadline()
+            self._read(wait)
 
-    def _take_turn(self, waiting_for: Future | None) -> None:
-        """Read the response queue once if no other thread does; else wait for a dispatch or a free turn."""
-        with self._turn:
-            if waiting_for is not None and waiting_for.done():
-                return
-            if self._reading:
-                self._turn.wait(LISTEN_WAIT)
-                return
-            self._reading = True
+    def _read(self, wait: float) -> None:
+        """One turn of the reader (who set `_reading`): read responses for up to `wait` seconds,
+        hand them out, expire async calls, then give up the turn."""
+        failure: str | None = None
         try:
-            try:
-                responses = self.ctx.response_qd.get_many(RESPONSE_BATCH, self._next_wait())
-            except queue.Empty:
-                responses = ()
-            except Exception as exc:  # the transport failed: fail every pending call rather than hang
-                self._fail_all(ConnectionError(f"{self.ctx.name}: response queue failed: {exc!r}"))
-                self._closed.wait(LISTEN_WAIT)  # do not spin on a broken transport
-                responses = ()
+            responses = self.ctx.response_qd.get_many(RESPONSE_BATCH, wait)
+        except queue.Empty:
+            responses = ()
+        except Exception as exc:  # the transport failed: fail every pending call rather than hang
+            responses = ()
+            failure = f"{self.ctx.name}: response queue failed: {exc!r}"
+        futures: list[tuple[_Call, BaseException | ServiceResponse]] = []
+        with self._lock:
+            pending = self._pending
             for response in responses:
-                self._resolve(response)
-            self._expire()
-        finally:
-            with self._turn:
-                self._reading = False
+                if response is None:  # close() waking the listener
+                    continue
+                call = pending.pop(response.request_id, None)
+                if call is None:
+                    self.late_responses += 1
+                elif call.future is None:
+                    call.outcome = response
+                else:
+                    futures.append((call, response))
+            if failure is not None:
+                futures.extend(self._pop_all(ConnectionError, failure))
+            elif self._deadlines:
+                self._pop_expired(time.monotonic(), futures)
+            self._reading = False
+            if self._waiters:
                 self._turn.notify_all()
+        _deliver(futures)
+        if failure is not None:
+            self._closed.wait(LISTEN_WAIT)  # do not spin on a broken transport
 
-    def _resolve(self, response: ServiceResponse) -> None:
-        with self._lock:
-            entry = self._pending.pop(response.request_id, None)
-            if entry is None:
-                self.late_responses += 1
-                return
-        future, service, method, _ = entry
-        if response.ok:
-            future.set_result(response.value)
-        else:
-            future.set_exception(_rebuild_error(service, method, response))
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        expired = []
-        with self._lock:
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, request_id = heapq.heappop(self._deadlines)
-                entry = self._pending.pop(request_id, None)
-                if entry is not None:
-                    expired.append(entry)
-        for future, service, method, timeout in expired:
-            future.set_exception(TimeoutError(
-                f"service {service!r} method {method!r} gave no answer within {timeout} s"))
-
-    def _fail_all(self, error: BaseException) -> None:
-        with self._lock:
-            entries = list(self._pending.values())
-            self._pending.clear()
-            self._deadlines.clear()
-        for future, *_ in entries:
-            if not future.done():
-                future.set_exception(error)
+    def _pop_all(self, error_type: type[BaseException], message: str
+                 ) -> list[tuple[_Call, BaseException | ServiceResponse]]:
+        """Fail every pending call with its own `error_type(message)` (lock held): sync calls here,
+        futures returned for `_deliver`."""
+        futures: list[tuple[_Call, BaseException | ServiceResponse]] = []
+        for call in self._pending.values():
+            if call.future is None:
+                call.outcome = error_type(message)
+            else:
+                futures.append((call, error_type(message)))
+        self._pending.clear()
+        self._deadlines.clear()
+        if self._waiters:
+            self._turn.notify_all()
+        return futures
 
     def close(self) -> None:
         """Stop listening; calls still pending fail with `CancelledError`."""
-        self._closed.set()
-        self._fail_all(CancelledError(f"{self.ctx.name} shut down with the call pending"))
+        with self._lock:
+            self._closed.set()
+            futures = self._pop_all(CancelledError, f"{self.ctx.name} shut down with the call pending")
+        _deliver(futures)
         listener = self._listener
         if listener is not None and listener is not threading.current_thread():
+            try:
+                self.ctx.response_qd.put_nowait(None)  # wake the listener now rather than within LISTEN_WAIT
+            except Exception as exc:  # the transport is gone: the listener ends within LISTEN_WAIT anyway
+                logger.debug("%s: could not wake the response listener: %r", self.ctx.name, exc)
             listener.join(LISTEN_WAIT * 2)
+
+
+def _deliver(outcomes: list[tuple[_Call, BaseException | ServiceResponse]]) -> None:
+    """Resolve futures outside the lock: their callbacks may run user code (or call services)."""
+    for call, outcome in outcomes:
+        future = call.future
+        try:
+            if isinstance(outcome, ServiceResponse) and outcome.ok:
+                future.set_result(outcome.value)
+            elif isinstance(outcome, ServiceResponse):
+                future.set_exception(_rebuild_error(call.service, call.method, outcome))
+            else:
+                future.set_exception(outcome)
+        except InvalidStateError:  # its owner cancelled the future: nobody wants the outcome
+            pass
+
+
+def _result(call: _Call) -> Any:
+    """The value of a finished synchronous call, or raise its error."""
+    outcome = call.outcome
+    if not isinstance(outcome, ServiceResponse):
+        raise outcome
+    if outcome.ok:
+        return outcome.value
+    raise _rebuild_error(call.service, call.method, outcome)
 
 
 def _rebuild_error(service: str, method: str, response: ServiceResponse) -> BaseException:

@@ -45,14 +45,26 @@ class ServiceTask:
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._stats_lock = threading.Lock()
         self._responses = ResponseQueues()
+        # The methods callers may name (hooks and helpers are not among them): the service side
+        # enforces the same list the callers check.
+        self._methods = ctx.service_methods[ctx.service_name]
 
     @property
     def name(self) -> str:
         return self.ctx.name
 
     def stop(self) -> None:
-        """Stop serving; `run()` returns after draining and `cleanup()`."""
+        """Stop serving; `run()` returns after draining and `cleanup()`.
+
+        Wakes idle workers at once with one `None` per worker in the request
+        queue (skipped if the queue is full: they then wake within `IDLE_WAIT`).
+        """
         self.ctx.stop_event.set()
+        for _ in range(self.ctx.max_concurrency):
+            try:
+                self.ctx.request_qd.put_nowait(None)
+            except queue.Full:
+                break
 
     cancel = stop
 
@@ -68,6 +80,7 @@ class ServiceTask:
         try:
             self._serve()
         finally:
+            self.ctx.stop_event.set()  # the workers end too, even if this thread ended by an error
             for worker in workers:
                 worker.join()
             self._refuse_queued()
@@ -86,7 +99,8 @@ class ServiceTask:
                 request = get(timeout=IDLE_WAIT)
             except queue.Empty:
                 continue
-            self._answer(request)
+            if request is not None:  # None only wakes this worker to see the stop
+                self._answer(request)
 
     def _answer(self, request: ServiceRequest) -> None:
         started = time.monotonic()
@@ -94,9 +108,9 @@ class ServiceTask:
             with self._stats_lock:
                 self.expired += 1
             return
-        method = getattr(self.instance, request.method, None)
+        method = getattr(self.instance, request.method, None) if request.method in self._methods else None
         try:
-            if method is None or not callable(method):
+            if method is None:
                 raise AttributeError(f"service {self.ctx.service_name!r} has no method {request.method!r}")
             response = ServiceResponse.success(request.request_id, method(*request.args, **request.kwargs))
             failed = False
@@ -121,6 +135,8 @@ class ServiceTask:
                 request = self.ctx.request_qd.get_nowait()
             except queue.Empty:
                 return
+            if request is None:
+                continue
             error = ServiceCallError(self.ctx.service_name, request.method, "ServiceStopped",
                                      "the service stopped before answering", "")
             self._respond(request, ServiceResponse.failure_of(request.request_id, error))
