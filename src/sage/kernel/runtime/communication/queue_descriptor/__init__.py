@@ -7,11 +7,13 @@ from .base_queue_descriptor import (
     resolve_descriptor,
 )
 from .python_queue_descriptor import PythonQueueDescriptor
+from .rpc_queue_descriptor import RPCQueueDescriptor  # imports no ZeroMQ until used
 
 __all__ = [
     "BaseQueueDescriptor",
     "BatchFull",
     "PythonQueueDescriptor",
+    "RPCQueueDescriptor",
     "register_descriptor_type",
     "resolve_descriptor",
 ]

@@ -1,0 +1,208 @@
+"""Cross-process packets/s through RPCQueueDescriptor next to raw pyzmq, in one run.
+
+    python benchmarks/bench_rpc_queue.py [--packets N] [--batch B]
+
+Rows (each: one producer process, one consumer process, 127.0.0.1):
+- rpc, consumer hosts: the consumer runs the RPCQueueServer and reads its
+  queue locally (the pipeline layout); the producer put_many's batches.
+- rpc, both remote: the server runs in this process; producer put_many's and
+  consumer get_many's over the network.
+- raw PUSH/PULL, one pickled packet per frame.
+- raw PUSH/PULL, one pickled batch per frame.
+Then round-trip p50: raw REQ/REP with a small pickled message, and one
+RPCQueueDescriptor put + get of one packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import pickle
+import secrets
+import statistics
+import time
+
+import zmq
+
+from sage.kernel.runtime.communication.queue_descriptor import RPCQueueDescriptor
+from sage.kernel.runtime.communication.router import Packet
+from sage.kernel.runtime.communication.rpc import AUTHKEY_ENV, RPCQueueServer
+
+def make_packet(i: int) -> Packet:
+    return Packet({"id": i, "text": "the quick brown fox"}, 0, i, "hash")
+
+
+# ---------------------------------------------------------------------- rpc
+def rpc_produce(descriptor: RPCQueueDescriptor, n: int, batch: int, start) -> None:
+    start.wait()
+    for first in range(0, n, batch):
+        descriptor.put_many([make_packet(i) for i in range(first, min(n, first + batch))])
+
+
+def rpc_consume(descriptor: RPCQueueDescriptor, n: int, batch: int, start, result) -> None:
+    got = 0
+    start.wait()
+    began = time.perf_counter()
+    while got < n:
+        got += len(descriptor.get_many(batch))
+    result.put(time.perf_counter() - began)
+
+
+def rpc_host_and_consume(n: int, batch: int, address, start, result) -> None:
+    with RPCQueueServer() as server:
+        descriptor = server.create_queue("bench", maxsize=8 * batch)
+        address.put(server.port)
+        rpc_consume(descriptor, n, batch, start, result)
+
+
+def race(start, result, *processes) -> float:
+    """Start the processes not started yet, release them together; the consumer's elapsed time."""
+    for process in processes:
+        if process.pid is None:
+            process.start()
+    start.set()
+    elapsed = result.get(timeout=300)
+    for process in processes:
+        process.join()
+    return elapsed
+
+
+def bench_rpc_consumer_hosts(ctx, n: int, batch: int) -> float:
+    address, start, result = ctx.Queue(), ctx.Event(), ctx.Queue()
+    consumer = ctx.Process(target=rpc_host_and_consume, args=(n, batch, address, start, result))
+    consumer.start()
+    descriptor = RPCQueueDescriptor("127.0.0.1", address.get(timeout=30), "bench", 8 * batch)
+    producer = ctx.Process(target=rpc_produce, args=(descriptor, n, batch, start))
+    return n / race(start, result, consumer, producer)
+
+
+def bench_rpc_both_remote(ctx, n: int, batch: int) -> float:
+    with RPCQueueServer() as server:
+        # Used only by the child processes, where no server runs: both ends go over TCP.
+        descriptor = server.create_queue("bench", maxsize=8 * batch)
+        start, result = ctx.Event(), ctx.Queue()
+        consumer = ctx.Process(target=rpc_consume, args=(descriptor, n, batch, start, result))
+        producer = ctx.Process(target=rpc_produce, args=(descriptor, n, batch, start))
+        return n / race(start, result, consumer, producer)
+
+
+# ---------------------------------------------------------------------- raw zmq
+def raw_push(port: int, n: int, batch: int, start) -> None:
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    start.wait()
+    if batch == 1:
+        for i in range(n):
+            sock.send(pickle.dumps(make_packet(i), protocol=pickle.HIGHEST_PROTOCOL))
+    else:
+        for first in range(0, n, batch):
+            items = [make_packet(i) for i in range(first, min(n, first + batch))]
+            sock.send(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+    sock.close(linger=-1)
+
+
+def raw_pull(n: int, batch: int, address, start, result) -> None:
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    address.put(sock.bind_to_random_port("tcp://127.0.0.1"))
+    got = 0
+    start.wait()
+    began = time.perf_counter()
+    while got < n:
+        message = pickle.loads(sock.recv())
+        got += 1 if batch == 1 else len(message)
+    result.put(time.perf_counter() - began)
+    sock.close()
+
+
+def bench_raw(ctx, n: int, batch: int) -> float:
+    address, start, result = ctx.Queue(), ctx.Event(), ctx.Queue()
+    consumer = ctx.Process(target=raw_pull, args=(n, batch, address, start, result))
+    consumer.start()
+    producer = ctx.Process(target=raw_push, args=(address.get(timeout=30), n, batch, start))
+    return n / race(start, result, consumer, producer)
+
+
+# ---------------------------------------------------------------------- round trips
+def raw_echo(address, rounds: int) -> None:
+    sock = zmq.Context.instance().socket(zmq.REP)
+    address.put(sock.bind_to_random_port("tcp://127.0.0.1"))
+    for _ in range(rounds):
+        sock.send(pickle.dumps(pickle.loads(sock.recv())))
+    sock.close()
+
+
+def bench_raw_reqrep_p50(ctx, rounds: int) -> float:
+    address = ctx.Queue()
+    server = ctx.Process(target=raw_echo, args=(address, rounds))
+    server.start()
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.connect(f"tcp://127.0.0.1:{address.get(timeout=30)}")
+    samples = []
+    for i in range(rounds):
+        began = time.perf_counter()
+        sock.send(pickle.dumps(make_packet(i)))
+        pickle.loads(sock.recv())
+        samples.append(time.perf_counter() - began)
+    sock.close()
+    server.join()
+    return statistics.median(samples[rounds // 10 :])
+
+
+def rpc_host(address, stop) -> None:
+    with RPCQueueServer() as server:
+        server.create_queue("rtt", maxsize=16)
+        address.put(server.port)
+        stop.wait()
+
+
+def bench_rpc_roundtrip_p50(ctx, rounds: int) -> float:
+    address, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=rpc_host, args=(address, stop))
+    server.start()
+    descriptor = RPCQueueDescriptor("127.0.0.1", address.get(timeout=30), "rtt", 16)
+    samples = []
+    for i in range(rounds):
+        began = time.perf_counter()
+        descriptor.put(make_packet(i))
+        descriptor.get()
+        samples.append(time.perf_counter() - began)
+    descriptor.close()
+    stop.set()
+    server.join()
+    return statistics.median(samples[rounds // 10 :])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--packets", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=2_000)
+    args = parser.parse_args()
+    # Servers and clients, here and in the spawned children, read the key from here;
+    # descriptors never carry it.
+    os.environ[AUTHKEY_ENV] = secrets.token_hex(32)
+    ctx = mp.get_context("spawn")
+    n, batch = args.packets, args.batch
+
+    raw_single = bench_raw(ctx, n, 1)
+    raw_batched = bench_raw(ctx, n, batch)
+    hosted = bench_rpc_consumer_hosts(ctx, n, batch)
+    remote = bench_rpc_both_remote(ctx, n, batch)
+    print(f"{n} packets, batch {batch}, one producer process, one consumer process")
+    print(f"  raw PUSH/PULL, one packet per frame : {raw_single:>10,.0f} packets/s")
+    print(f"  raw PUSH/PULL, batched              : {raw_batched:>10,.0f} packets/s")
+    print(f"  rpc queue, consumer hosts the queue : {hosted:>10,.0f} packets/s"
+          f"  ({hosted / raw_single:.2f}x raw per-frame, {hosted / raw_batched:.2f}x raw batched)")
+    print(f"  rpc queue, both ends remote         : {remote:>10,.0f} packets/s"
+          f"  ({remote / raw_single:.2f}x raw per-frame, {remote / raw_batched:.2f}x raw batched)")
+
+    raw_rtt = bench_raw_reqrep_p50(ctx, args.rounds)
+    rpc_rtt = bench_rpc_roundtrip_p50(ctx, args.rounds)
+    print(f"round trip p50 over {args.rounds} rounds")
+    print(f"  raw REQ/REP, one packet             : {raw_rtt * 1e6:>8.0f} us")
+    print(f"  rpc queue put + get of one packet   : {rpc_rtt * 1e6:>8.0f} us  ({rpc_rtt / raw_rtt:.2f}x, two round trips)")
+
+
+if __name__ == "__main__":
+    main()

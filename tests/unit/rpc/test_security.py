@@ -1,0 +1,140 @@
+"""Authentication before deserialization, on both sides; garbage is rejected and counted; the server lives on."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import threading
+import time
+
+import pytest
+import zmq
+
+from sage.kernel.runtime.communication.queue_descriptor import RPCQueueDescriptor
+from sage.kernel.runtime.communication.rpc import RPCQueueServer
+from sage.kernel.runtime.communication.rpc.auth import Signer
+from sage.kernel.runtime.communication.rpc.protocol import (
+    Op,
+    Status,
+    decode_request,
+    dumps_items,
+    encode_reply,
+    encode_request,
+)
+
+from .support import over_tcp, wait_until
+
+
+class LeavesAMark:
+    """Unpickling this creates the file `path`: proof that someone unpickled it."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.path,))
+
+
+def raw_dealer(port: int):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return sock
+
+
+def test_wrong_key_is_rejected_before_anything_is_unpickled(server, tmp_path):
+    marker = tmp_path / "unpickled"
+    local = server.create_queue("q", 10)
+    intruder = over_tcp(local, timeout=1.0, authkey=secrets.token_hex(32))
+    began = time.monotonic()
+    with pytest.raises(ConnectionError, match="authkey"):
+        intruder.put(LeavesAMark(marker))
+    assert time.monotonic() - began < 3.0
+    assert not marker.exists()
+    assert server.counters["rejected_auth"] >= 1
+    assert server.counters["requests"] == 0 and server.counters["bad_payload"] == 0 and local.empty()
+
+    # Control: the same payload with the right key IS unpickled by the server (so the test can fail).
+    friend = over_tcp(local)
+    friend.put(LeavesAMark(marker))
+    assert marker.exists() and local.get(timeout=5) is None  # Path.touch returned None
+    intruder.close()
+    friend.close()
+
+
+def test_garbage_and_truncated_frames_are_rejected_while_a_good_client_keeps_working(authkey):
+    with RPCQueueServer(authkey=authkey, max_message_bytes=4096) as server:
+        local = server.create_queue("q", 100)
+        good = over_tcp(local, timeout=5.0)
+        attacker = raw_dealer(server.port)
+        signer = Signer(authkey.encode())
+        valid = encode_request(signer, Op.PUT, os.urandom(16), 1, 0, 0, 100, "q", dumps_items(["evil"]))
+        bad_magic = b"XXXX" + valid[4:-32]
+        attacks = {
+            "malformed": [
+                [b""],  # empty
+                [b"short"],
+                [valid[:60]],  # truncated inside the header: too short for a header and a MAC
+                [valid, b"extra"],  # two frames
+                [bad_magic + signer.sign(bad_magic)],  # a key holder sending a bad header: parsed after auth
+            ],
+            "auth": [
+                [os.urandom(200)],  # random bytes, right size
+                [valid[:-1]],  # truncated MAC
+                [valid[:-40] + valid[-32:]],  # truncated payload
+                [valid[:50] + valid[51:]],  # a byte cut from the header
+            ],
+            "oversized": [[os.urandom(5000)]],
+        }
+        expected = {reason: len(messages) for reason, messages in attacks.items()}
+        for messages in attacks.values():
+            for frames in messages:
+                attacker.send_multipart(frames)
+                good.put(len(frames))  # the good client is served between attacks
+                assert local.get(timeout=5) == len(frames)
+        # Far over the limit: ZeroMQ cuts the attacker off before the bytes pile up.
+        attacker.send(os.urandom(20_000))
+        good.put("after")
+        assert local.get(timeout=5) == "after"
+        wait_until(
+            lambda: all(server.counters[f"rejected_{reason}"] == count for reason, count in expected.items())
+        )
+        assert local.empty() and server.counters["errors"] == 0 and server.counters["bad_payload"] == 0
+        attacker.close()
+        good.close()
+
+
+def test_client_ignores_forged_and_misdirected_replies(authkey, tmp_path):
+    """A fake server answers with a wrong-key reply and a right-key reply to another request."""
+    marker = tmp_path / "unpickled"
+    key = Signer(authkey.encode())
+    fake = zmq.Context.instance().socket(zmq.ROUTER)
+    fake.linger = 0
+    port = fake.bind_to_random_port("tcp://127.0.0.1")
+    poison = dumps_items([LeavesAMark(marker)])
+    stop = threading.Event()
+
+    def answer_badly():
+        while not stop.is_set():
+            if not fake.poll(50):
+                continue
+            identity, *frames = fake.recv_multipart()
+            request = decode_request(key, frames)
+            wrong_key = encode_reply(Signer(b"w" * 32), Status.OK, request.client_id, request.seq, 1, 0, poison)
+            wrong_seq = encode_reply(key, Status.OK, request.client_id, request.seq + 7, 1, 0, poison)
+            fake.send_multipart([identity, wrong_key])
+            fake.send_multipart([identity, wrong_seq])
+
+    thread = threading.Thread(target=answer_badly)
+    thread.start()
+    client = RPCQueueDescriptor("127.0.0.1", port, "q", timeout=1.0)
+    try:
+        with pytest.raises(ConnectionError):
+            client.get(timeout=0.1)
+    finally:
+        stop.set()
+        thread.join(5)
+        fake.close()
+        client.close()
+    assert not marker.exists()
