@@ -7,12 +7,14 @@ from .base_queue_descriptor import (
     resolve_descriptor,
 )
 from .python_queue_descriptor import PythonQueueDescriptor
+from .ray_queue_descriptor import RayQueueDescriptor  # imports Ray only on first queue use
 from .rpc_queue_descriptor import RPCQueueDescriptor  # imports no ZeroMQ until used
 
 __all__ = [
     "BaseQueueDescriptor",
     "BatchFull",
     "PythonQueueDescriptor",
+    "RayQueueDescriptor",
     "RPCQueueDescriptor",
     "register_descriptor_type",
     "resolve_descriptor",

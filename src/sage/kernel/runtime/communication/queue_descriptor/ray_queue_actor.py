@@ -1,0 +1,204 @@
+"""One Ray queue: the async actor that holds it and the client that calls it.
+
+Imports Ray at load time; `ray_queue_descriptor` imports it only once a descriptor first
+touches Ray, so `import sage.kernel` stays free of Ray.
+
+Batches cross the wire pickled once, as one bytes object: the client pickles a batch
+with the C pickler (cloudpickle where pickling by value is needed, as Ray itself would),
+the actor stores ranges of those bytes without unpickling them, and the consuming client
+unpickles. Handing Ray a list of objects instead costs several times more per item
+(Ray's serializer visits each one) and makes the actor unpickle and re-pickle it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import pickle
+import queue
+from typing import Any
+
+import ray
+from ray import cloudpickle
+from ray.actor import ActorHandle
+
+from .base_queue_descriptor import BatchFull
+
+Chunk = tuple[bytes, int, int]
+"""Items `start:stop` of the pickled batch `blob`: (blob, start, stop)."""
+
+
+# ---------------------------------------------------------------------------- actor side
+async def _wait(condition: asyncio.Condition, deadline: float | None) -> bool:
+    """Wait for a notify on `condition` (lock held); False once `deadline` has passed."""
+    if deadline is None:
+        await condition.wait()
+        return True
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining <= 0:
+        return False
+    try:
+        await asyncio.wait_for(condition.wait(), remaining)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
+
+
+class QueueActor:
+    """A FIFO of pickled batches, counted in items, run as an async Ray actor.
+
+    `maxsize` counts items (0 = unbounded), so a bounded queue bounds memory the
+    same whatever the batch sizes. Blocked puts and gets wait here, on the actor's
+    event loop, with their timeout: a blocked caller costs one pending remote call
+    and no polling. Every state change wakes all waiters of the other side and they
+    re-check, so a waiter that times out never swallows a wake-up meant for another.
+    The actor never unpickles an item: it needs no user code.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._chunks: collections.deque[Chunk] = collections.deque()
+        self._size = 0
+        lock = asyncio.Lock()
+        self._not_empty = asyncio.Condition(lock)
+        self._not_full = asyncio.Condition(lock)
+
+    async def put_many(self, blob: bytes, count: int, timeout: float | None) -> int:
+        """Queue the `count` items pickled in `blob`, in order, as room frees up.
+
+        Returns how many leading items were queued: `count` unless the timeout
+        passed first (None waits for room forever, 0 takes the room there is now).
+        """
+        done = 0
+        deadline = _deadline(timeout)
+        async with self._not_full:
+            while True:
+                room = count - done if self._maxsize == 0 else min(count - done, self._maxsize - self._size)
+                if room > 0:
+                    self._chunks.append((blob, done, done + room))
+                    done += room
+                    self._size += room
+                    self._not_empty.notify_all()
+                if done == count or not await _wait(self._not_full, deadline):
+                    return done
+
+    async def get_many(self, max_items: int, timeout: float | None) -> list[Chunk]:
+        """Remove 1 to `max_items` items, oldest first, as chunks; [] if the timeout passed first.
+
+        Takes whole chunks while they fit in `max_items` (so a batch is unpickled
+        once); only a first chunk longer than `max_items` is split.
+        """
+        deadline = _deadline(timeout)
+        async with self._not_empty:
+            while not self._size:
+                if not await _wait(self._not_empty, deadline):
+                    return []
+            chunks = self._chunks
+            blob, start, stop = chunks[0]
+            if stop - start > max_items:
+                chunks[0] = (blob, start + max_items, stop)
+                taken, count = [(blob, start, start + max_items)], max_items
+            else:
+                taken, count = [], 0
+                while chunks and count + chunks[0][2] - chunks[0][1] <= max_items:
+                    chunk = chunks.popleft()
+                    taken.append(chunk)
+                    count += chunk[2] - chunk[1]
+            self._size -= count
+            if self._maxsize:
+                self._not_full.notify_all()
+            return taken
+
+    async def qsize(self) -> int:
+        """Number of items queued."""
+        return self._size
+
+
+RemoteQueueActor = ray.remote(num_cpus=0)(QueueActor)
+
+
+# ---------------------------------------------------------------------------- client side
+def _dumps(items: list[Any]) -> bytes:
+    """Pickle a batch with the C pickler, or with cloudpickle where it must pickle by value."""
+    try:
+        blob = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # lambdas, local and dynamic classes: only cloudpickle takes them
+        return cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+    if b"__main__" in blob:
+        # The C pickler names __main__ objects by reference; a Ray worker's __main__ is
+        # not the driver's script. cloudpickle ships them by value, as Ray would.
+        return cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+    return blob
+
+
+def _loads(chunks: list[Chunk]) -> list[Any]:
+    items: list[Any] = []
+    last_blob: bytes | None = None
+    batch: list[Any] = []
+    for blob, start, stop in chunks:
+        if blob is not last_blob:  # ranges of one batch arrive as one object: unpickle it once
+            # Bytes from our own queue actor, inside the Ray cluster's trust domain (Ray
+            # unpickles every argument and result the same way).
+            batch = pickle.loads(blob)
+            last_blob = blob
+        items.extend(batch if start == 0 and stop == len(batch) else batch[start:stop])
+    return items
+
+
+def _wait_time(block: bool, timeout: float | None) -> float | None:
+    if not block:
+        return 0.0
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    return timeout
+
+
+class RayQueueClient:
+    """One process's handle on a queue actor, with `queue.Queue`-style calls.
+
+    Every call is one remote call. Waits happen on the actor with the given
+    timeout; there is no client-side timeout that could abandon items the actor
+    already moved. A dead queue actor (closed, or lost) raises
+    `ray.exceptions.RayActorError`.
+    """
+
+    def __init__(self, actor: ActorHandle) -> None:
+        self._actor = actor
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put one item; blocks while full, `queue.Full` at the timeout."""
+        if not ray.get(self._actor.put_many.remote(_dumps([item]), 1, _wait_time(block, timeout))):
+            raise queue.Full
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return one item; blocks while empty, `queue.Empty` at the timeout."""
+        chunks = ray.get(self._actor.get_many.remote(1, _wait_time(block, timeout)))
+        if not chunks:
+            raise queue.Empty
+        return _loads(chunks)[0]
+
+    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
+        """Put all `items` in order in one remote call; `BatchFull(accepted)` at the timeout."""
+        if not items:
+            return
+        count = len(items)
+        accepted = ray.get(self._actor.put_many.remote(_dumps(items), count, _wait_time(True, timeout)))
+        if accepted < count:
+            raise BatchFull(accepted)
+
+    def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
+        """1 to `max_items` items in one remote call; `queue.Empty` at the timeout."""
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items!r}")
+        chunks = ray.get(self._actor.get_many.remote(max_items, _wait_time(True, timeout)))
+        if not chunks:
+            raise queue.Empty
+        return _loads(chunks)
+
+    def qsize(self) -> int:
+        """Number of items queued (one remote call)."""
+        return ray.get(self._actor.qsize.remote())
