@@ -74,17 +74,20 @@ def finish(job: Job) -> str:
 
 
 class Gauge:
-    """Counts how many threads are inside a section at once, and the peak (lock-protected)."""
+    """Counts how many threads are inside a section at once, and the peak (lock-protected);
+    `entered` is set once a thread has been inside."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.active = 0
         self.peak = 0
+        self.entered = threading.Event()
 
     def __enter__(self) -> "Gauge":
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
+        self.entered.set()
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -130,3 +130,25 @@ def test_an_async_call_times_out_without_anyone_waiting() -> None:
     finished, error = outcome.value
     assert finished
     assert type(error) is TimeoutError and "'slow' method 'process'" in str(error)
+
+
+def test_a_call_whose_request_queue_stays_full_times_out_saying_so() -> None:
+    entered, release = threading.Event(), threading.Event()
+    env = LocalEnvironment("full-queue", config={"service_queue_maxsize": 1})
+    env.register_service("slow", Slow, entered, release)
+
+    def body(fn: MapFunction, _: Any) -> Any:
+        held = fn.call_service_async("slow", "held")
+        assert entered.wait(JOB_TIMEOUT)  # the worker is busy with "held"
+        queued = fn.call_service_async("slow", "queued", method="echo")  # fills the one slot
+        try:
+            fn.call_service("slow", "refused", method="echo", timeout=0.2)
+            error = None
+        except TimeoutError as exc:
+            error = str(exc)
+        release.set()
+        return error, held.result(JOB_TIMEOUT), queued.result(JOB_TIMEOUT)
+
+    outcome = run_probe(env, body)
+    assert outcome.value == ("service 'slow' method 'echo': request queue stayed full", ("late", "held"),
+                             ("echo", "queued"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 from sage.kernel import JobFailedError, LocalEnvironment
 from sage.kernel.api.function import MapFunction, SinkFunction
 from sage.kernel.api.service import BaseService
+from sage.kernel.runtime.communication.queue_descriptor import PythonQueueDescriptor
+from sage.kernel.runtime.service.protocol import ServiceRequest
 
-from .support import JOB_TIMEOUT, Gauge, finish, run_probe
+from .support import AT_ONCE, JOB_TIMEOUT, Gauge, Probe, finish, run_probe
 
 WINDOW = 0.3
 """Seconds a held request leaves for a second one to enter when max_concurrency=1 forbids it."""
@@ -171,3 +174,50 @@ def test_a_job_of_only_idle_services_and_a_source_finishes() -> None:
     job = env.submit()
     assert finish(job) == "finished"
     assert {job.metrics()[f"service:{name}"]["status"] for name in ("one", "four")} == {"finished"}
+
+
+def test_cancelling_the_job_ends_a_task_waiting_on_a_call() -> None:
+    gauge, release = Gauge(), threading.Event()
+    env = LocalEnvironment("cancel-waiting-caller")
+    env.register_service("meter", Meter, gauge, 1, release)
+    env.from_batch([0]).map(Probe, lambda fn, _: fn.call_service("meter", method="hold", timeout=10 * JOB_TIMEOUT)
+                            ).sink(lambda x: None)
+    job = env.submit()
+    try:
+        assert gauge.entered.wait(JOB_TIMEOUT)  # the call is sent and its caller waits
+        job.cancel()
+        task = job._dispatcher.tasks["Probe_0"]
+        task.thread.join(AT_ONCE)  # the waiting call re-checks the cancel flag within its listen wait
+        assert not task.thread.is_alive()
+        assert task.task.status == "cancelled"
+    finally:
+        release.set()
+    assert job.status == "cancelled"
+
+
+def test_requests_still_queued_when_a_service_stops_are_answered_with_service_stopped() -> None:
+    gauge, release = Gauge(), threading.Event()
+    answers = PythonQueueDescriptor(maxsize=0)  # stands in for a caller's response queue
+    env = LocalEnvironment("stop-refuses-queued")
+    env.register_service("meter", Meter, gauge, 1, release)
+
+    def body(fn: MapFunction, _: Any) -> None:
+        fn.call_service_async("meter", method="hold")  # occupies the only worker past the tasks' end
+        assert gauge.entered.wait(JOB_TIMEOUT)
+        fn.ctx.service_qds["meter"].put(ServiceRequest("queued-1", "meter", "probe", (), {},
+                                                       time.time() + JOB_TIMEOUT, answers, "test"))
+
+    env.from_batch([0]).map(Probe, body).sink(lambda x: None)
+    job = env.submit()
+    try:
+        service = job._dispatcher.services["meter"].task
+        assert service.ctx.stop_event.wait(JOB_TIMEOUT)  # every task has finished: the service is stopping
+    finally:
+        release.set()
+    assert finish(job) == "finished"
+    response = answers.get(timeout=JOB_TIMEOUT)
+    assert (response.request_id, response.ok) == ("queued-1", False)
+    # No exception object travels, so the caller raises ServiceCallError(remote_type="ServiceStopped").
+    failure = response.failure
+    assert (failure.error, failure.type_name, failure.message) == (
+        None, "ServiceStopped", "the service stopped before answering")

@@ -157,17 +157,18 @@ class ServiceCaller:
 
     def _put_request(self, service: str, request: ServiceRequest, deadline: float) -> None:
         qd = self.ctx.service_qds[service]
+        cancel = self.ctx.cancel_event
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"service {service!r} method {request.method!r}: request queue stayed full")
-            if self.ctx.cancel_event.is_set():
+            if cancel.is_set():
                 raise SendCancelled(f"call to service {service!r} cancelled")
+            remaining = deadline - time.monotonic()
             try:
-                qd.put(request, timeout=min(remaining, LISTEN_WAIT))
+                qd.put(request, timeout=min(max(remaining, 0.0), LISTEN_WAIT))  # tried once even at 0
                 return
             except queue.Full:
-                continue
+                if remaining <= 0:
+                    raise TimeoutError(f"service {service!r} method {request.method!r}: "
+                                       f"request queue stayed full") from None
 
     # ------------------------------------------------------------------ deadlines of asynchronous calls
     def _push_deadline(self, deadline: float, request_id: str) -> None:

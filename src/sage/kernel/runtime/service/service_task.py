@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Any
 
-from ...errors import ServiceCallError
 from ..context.service_context import ServiceContext
+from ..portable_error import PortableError
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 IDLE_WAIT = 0.2
@@ -137,9 +137,9 @@ class ServiceTask:
                 return
             if request is None:
                 continue
-            error = ServiceCallError(self.ctx.service_name, request.method, "ServiceStopped",
-                                     "the service stopped before answering", "")
-            self._respond(request, ServiceResponse.failure_of(request.request_id, error))
+            # Raised in the caller as ServiceCallError(remote_type="ServiceStopped").
+            stopped = PortableError(None, "ServiceStopped", "the service stopped before answering", "")
+            self._respond(request, ServiceResponse(request.request_id, False, failure=stopped))
 
     def metrics(self) -> dict[str, Any]:
         """Calls, errors, expired requests and latency percentiles (seconds) of this service."""
