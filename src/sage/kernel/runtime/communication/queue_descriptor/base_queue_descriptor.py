@@ -247,7 +247,12 @@ class BaseQueueDescriptor(ABC):
 
     # ------------------------------------------------------------------ identity
     def _identity(self) -> tuple[Any, ...]:
-        return (self.queue_type, self.queue_id, self.maxsize, json.dumps(self._config(), sort_keys=True))
+        # Cached: identity never changes, and descriptors are dict keys on service hot paths.
+        identity = self.__dict__.get("_identity_cache")
+        if identity is None:
+            identity = (self.queue_type, self.queue_id, self.maxsize, json.dumps(self._config(), sort_keys=True))
+            self.__dict__["_identity_cache"] = identity
+        return identity
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BaseQueueDescriptor):
