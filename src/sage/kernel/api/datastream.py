@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import PipelineError
 from .function import (
+    BaseFunction,
     CoMapFunction,
     FilterFunction,
     FlatMapFunction,
@@ -40,7 +41,8 @@ def resolve_function(
     Raises `PipelineError` naming the operator when `function` is neither a
     subclass of `base` nor (where allowed) a callable.
     """
-    if isinstance(function, type):
+    # A class that is not a function class (int, str, bool...) is a plain callable.
+    if isinstance(function, type) and (issubclass(function, BaseFunction) or wrapper is None):
         if not issubclass(function, base):
             raise PipelineError(f"{kind} operator: {function.__name__} is not a {base.__name__} subclass")
         return function, args, function.__name__

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..communication.errors import SendCancelled
-from ..communication.router import StopSignal
+from ..communication.router import Packet, StopSignal
 from ..context import TaskContext
 from ..graph import OperatorSpec
 from ..operator import Operator, SourceOperator, create_operator
@@ -56,6 +56,8 @@ class Task:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.operator: Operator | None = None
+        self._expected = set(ctx.upstream_names)
+        self._received: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -75,7 +77,7 @@ class Task:
         self.status = "running"
         try:
             try:
-                operator = self.operator = create_operator(self.spec, self.ctx)
+                operator = self.operator = create_operator(self.spec, self.ctx, self._record_error)
                 operator.open()
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
@@ -106,6 +108,12 @@ class Task:
         self.ctx.send_stop_signal()
 
     def _record_error(self, exc: Exception) -> None:
+        """Fail the task on `exc`, or with `on_error="skip"` count and log it and return.
+
+        Cancellation (`SendCancelled`) and an existing `TaskFailure` always propagate.
+        """
+        if isinstance(exc, (SendCancelled, TaskFailure)):
+            raise exc
         if self.spec.on_error != "skip":
             raise TaskFailure(self.name, exc) from exc
         self.errors += 1
@@ -115,27 +123,29 @@ class Task:
 
     # ------------------------------------------------------------------ sources
     def _run_source(self, operator: SourceOperator) -> bool:
-        stop = self.ctx.stop_event
         records = operator.records()
         if records is None:
             return self._poll_source(operator)
-        emit = operator.emit
+        is_stopped = self.ctx.stop_event.is_set
+        send = self.ctx.router.send
         while True:
+            sent = 0
             try:
                 for record in records:
-                    if stop.is_set():
+                    if is_stopped():
                         return True
-                    emit(record)
+                    send(Packet(record))
+                    sent += 1
                 return True
-            except (SendCancelled, TaskFailure):
-                raise
             except Exception as exc:
                 self._record_error(exc)
+            finally:
+                operator.records_out += sent
 
     def _poll_source(self, operator: SourceOperator) -> bool:
         stop = self.ctx.stop_event
         router = self.ctx.router
-        poll, emit = operator.poll, operator.emit
+        poll, send = operator.poll, router.send
         backoff = 0.0
         while not stop.is_set():
             try:
@@ -154,18 +164,18 @@ class Task:
             if record.__class__ is StopSignal:
                 return True
             backoff = 0.0
-            emit(record)
+            send(Packet(record))
+            operator.records_out += 1
         return True
 
     # ------------------------------------------------------------------ stream tasks
     def _run_stream(self, operator: Operator) -> bool:
         ctx = self.ctx
-        expected = set(ctx.upstream_names)
-        received: set[str] = set()
+        expected, received = self._expected, self._received
         get_many = ctx.input_qd.get_many
         router = ctx.router
         cancel = ctx.cancel_event
-        process = operator.process
+        process_batch = operator.process_batch
         while received != expected:
             if cancel.is_set():
                 return False
@@ -182,23 +192,40 @@ class Task:
                     continue
                 finally:
                     self.idle_seconds += time.monotonic() - started
-            for item in batch:
-                if item.__class__ is StopSignal:
-                    if item.source in expected:
-                        received.add(item.source)
-                    else:
-                        logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
-                    continue
-                self.records_in += 1
-                try:
-                    process(item)
-                except (SendCancelled, TaskFailure):
-                    raise
-                except Exception as exc:
-                    self._record_error(exc)
+            # The search runs in C; stop signals are rare, so most batches go to the operator whole.
+            if StopSignal in map(type, batch):
+                self._process_with_stops(batch, process_batch)
+            else:
+                self.records_in += len(batch)
+                process_batch(batch)
         return True
 
+    def _process_with_stops(self, batch: list[Any], process_batch: Callable[[list[Packet]], None]) -> None:
+        """Process the data runs of `batch` and note its stop signals, in order."""
+        start = 0
+        for position, item in enumerate(batch):
+            if item.__class__ is StopSignal:
+                if start < position:
+                    self.records_in += position - start
+                    process_batch(batch[start:position])
+                start = position + 1
+                if item.source in self._expected:
+                    self._received.add(item.source)
+                else:
+                    logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
+        if start < len(batch):
+            self.records_in += len(batch) - start
+            process_batch(batch[start:])
+
     # ------------------------------------------------------------------ metrics
+    @property
+    def records_out(self) -> int:
+        """Records this task has emitted (derived for one-to-one operators, which do not count)."""
+        operator = self.operator
+        if operator is None:
+            return 0
+        return self.records_in - self.errors if operator.one_to_one else operator.records_out
+
     def metrics(self) -> dict[str, Any]:
         """Plain-data counters of this task instance."""
         now = time.monotonic()
@@ -209,7 +236,7 @@ class Task:
             "kind": self.spec.kind,
             "status": self.status,
             "records_in": self.records_in,
-            "records_out": self.operator.records_out if self.operator is not None else 0,
+            "records_out": self.records_out,
             "errors": self.errors,
             "elapsed_seconds": elapsed,
             "idle_seconds": self.idle_seconds,
