@@ -44,6 +44,21 @@ def test_stop_drains_every_record_the_source_emitted(maxsize: int) -> None:
     assert job.metrics()["Counting_0"]["records_out"] == len(emitted)
 
 
+def test_stop_ends_a_bounded_source_early_and_drains_what_it_sent() -> None:
+    n = 1_000_000
+    out: list[int] = []
+    reached = threading.Event()
+    env = LocalEnvironment("stop-batch")
+    env.from_batch(range(n)).map(lambda x: x).sink(CountTo, out, 1000, reached)
+    job = env.submit()
+    assert reached.wait(JOB_TIMEOUT)
+    job.stop()
+    assert job.wait(JOB_TIMEOUT) == "finished"
+    assert 1000 <= len(out) < n
+    assert out == list(range(len(out)))  # one channel: in order, no gap, nothing lost
+    assert job.metrics()["from_batch_0"]["records_out"] == len(out)
+
+
 def test_a_source_returning_none_waits_and_stop_still_drains() -> None:
     """A SourceFunction with nothing to give (None) is polled again; stop() ends it cleanly."""
     ready = threading.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Iterable, Iterator
 
 from .base_function import BaseFunction
@@ -35,9 +36,21 @@ class IterableBatchFunction(BatchFunction):
     def __init__(self, items: Iterable[Any]) -> None:
         self._items = items
 
-    def iterator(self) -> Iterator[Any]:
-        """This instance's share of the items, in order."""
+    def share(self) -> Iterable[Any]:
+        """This instance's share of the items, in order: all of them, or a slice of a sequence."""
         parallelism = self.ctx.parallelism if self.ctx is not None else 1
         if parallelism > 1:
-            return iter(self._items[self.ctx.parallel_index :: parallelism])  # type: ignore[index]
-        return iter(self._items)
+            return self._items[self.ctx.parallel_index :: parallelism]  # type: ignore[index]
+        return self._items
+
+    def iterator(self) -> Iterator[Any]:
+        """This instance's share of the items, one at a time."""
+        return iter(self.share())
+
+    def runs(self, size: int) -> Iterator[Sequence[Any]] | None:
+        """This instance's share in slices of `size` items when it is a sequence (list, tuple,
+        range), else None. Slices let the source check for a stop once per slice, not per item."""
+        share = self.share()
+        if not isinstance(share, Sequence):
+            return None
+        return (share[start : start + size] for start in range(0, len(share), size))

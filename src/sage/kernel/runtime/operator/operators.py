@@ -18,6 +18,7 @@ reused packet keeps its timestamp: when the source emitted the record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator
 
 from ...api.function.source_function import IterableBatchFunction
@@ -86,6 +87,12 @@ def forward(packet: Packet, send: Callable[[Packet], int]) -> None:
 
 class SourceOperator(Operator):
     """Pulls records from a BatchFunction/SourceFunction; the task loop sends them."""
+
+    def record_runs(self, size: int) -> Iterator[Sequence[Any]] | None:
+        """Runs of at most `size` records when the source is a list, tuple or range, else None."""
+        if isinstance(self.function, IterableBatchFunction):
+            return self.function.runs(size)
+        return None
 
     def records(self) -> Iterator[Any] | None:
         """An iterator of records for a bounded source, or None for a polled SourceFunction."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 from ..communication.errors import SendCancelled
@@ -17,7 +18,10 @@ IDLE_WAIT = 0.2
 """Seconds an idle task blocks on its input before re-checking for cancellation."""
 
 GET_BATCH = 1024
-"""Most packets taken from the input queue at once."""
+"""Most packets taken from the input queue at once (the job's `batch_size` when that is larger)."""
+
+SOURCE_RUN = 256
+"""Records a list, tuple or range source sends between two checks for a stop."""
 
 SOURCE_MAX_BACKOFF = 0.05
 """Longest wait between polls of a SourceFunction that has nothing to give."""
@@ -123,6 +127,9 @@ class Task:
 
     # ------------------------------------------------------------------ sources
     def _run_source(self, operator: SourceOperator) -> bool:
+        runs = operator.record_runs(SOURCE_RUN)
+        if runs is not None:
+            return self._send_runs(operator, runs)
         records = operator.records()
         if records is None:
             return self._poll_source(operator)
@@ -141,6 +148,18 @@ class Task:
                 self._record_error(exc)
             finally:
                 operator.records_out += sent
+
+    def _send_runs(self, operator: SourceOperator, runs: Iterator[Sequence[Any]]) -> bool:
+        """Send a sequence's records, checking for a stop between runs (the hottest source loop)."""
+        is_stopped = self.ctx.stop_event.is_set
+        send = self.ctx.router.send
+        for run in runs:
+            if is_stopped():
+                break
+            for record in run:
+                send(Packet(record))
+            operator.records_out += len(run)
+        return True
 
     def _poll_source(self, operator: SourceOperator) -> bool:
         stop = self.ctx.stop_event
@@ -173,21 +192,26 @@ class Task:
         ctx = self.ctx
         expected, received = self._expected, self._received
         get_many = ctx.input_qd.get_many
+        # Take at least a whole upstream batch at once (remote queues unpickle a batch per get).
+        get_size = max(GET_BATCH, ctx.config.batch_size)
         router = ctx.router
         cancel = ctx.cancel_event
         process_batch = operator.process_batch
         while received != expected:
             if cancel.is_set():
                 return False
-            try:
-                batch = get_many(GET_BATCH, 0)
-            except queue.Empty:
-                # Going idle: nothing may wait in a batch while we block.
-                if router.has_pending():
+            batch = None
+            if router.has_pending():
+                # Keep coalescing while input is there; going idle, nothing may wait in a batch.
+                try:
+                    batch = get_many(get_size, 0)
+                except queue.Empty:
                     router.flush()
+            if batch is None:
+                # One blocking get, not a non-blocking one first: on a remote queue each is a round trip.
                 started = time.monotonic()
                 try:
-                    batch = get_many(GET_BATCH, IDLE_WAIT)
+                    batch = get_many(get_size, IDLE_WAIT)
                 except queue.Empty:
                     continue
                 finally:
