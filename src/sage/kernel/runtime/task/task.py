@@ -106,7 +106,9 @@ class Task:
 
     def _finish(self, operator: Operator) -> None:
         try:
-            operator.close()
+            operator.close()  # a flatmap's close() may still send, and be cancelled doing so
+        except SendCancelled:
+            raise
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
         self.ctx.send_stop_signal()
