@@ -1,4 +1,4 @@
-"""Session-wide test fixtures. There is one: `ray_cluster`.
+"""Session-wide test fixtures: `ray_cluster`, and `cancel_leftover_jobs` for every test.
 
 `ray_cluster` starts ONE local Ray instance for the whole test session, on the first
 test that asks for it, and shuts it down when the session ends. Use it in every test
@@ -71,3 +71,15 @@ def ray_cluster():
         yield context
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def cancel_leftover_jobs():
+    """Cancel every job a test started and left running, so a failing test leaves no busy threads or actors."""
+    from sage.kernel.runtime.job_manager import JobManager
+
+    before = {job.job_id for job in JobManager.running_jobs()}
+    yield
+    for job in JobManager.running_jobs():
+        if job.job_id not in before:
+            job.cancel()

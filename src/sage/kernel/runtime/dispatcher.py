@@ -71,7 +71,10 @@ class Dispatcher:
                 self.services[name] = self.backend.start_service(node, self.service_context(name),
                                                                  self._on_service_exit)
         for name, node in self.graph.nodes.items():
-            self.tasks[name] = self.backend.start_task(node, self.task_context(name), node.spec, self._on_task_exit)
+            handle = self.tasks[name] = self.backend.start_task(node, self.task_context(name), node.spec,
+                                                                self._on_task_exit)
+            if self.job.done():  # an earlier instance already failed: _cancel_all did not see this one
+                handle.cancel()
         if not self._running_tasks and not self._running_detached:
             self._stop_services()
 

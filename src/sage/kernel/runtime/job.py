@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import JobFailedError
 
@@ -29,6 +29,7 @@ class Job:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._dispatcher: "Dispatcher | None" = None
+        self._callbacks: list[Callable[["Job"], None]] = []
 
     # ------------------------------------------------------------------ completion
     def _end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
@@ -37,8 +38,19 @@ class Job:
             if self.status != "running":
                 return False
             self.status, self.failed_task, self.error = status, failed_task, error
+            callbacks, self._callbacks = self._callbacks, []
         self._done.set()
+        for callback in callbacks:
+            callback(self)
         return True
+
+    def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
+        """Call `callback(job)` once the job has ended (at once if it already has)."""
+        with self._lock:
+            if self.status == "running":
+                self._callbacks.append(callback)
+                return
+        callback(self)
 
     def done(self) -> bool:
         """True once the job has finished, failed or been cancelled."""

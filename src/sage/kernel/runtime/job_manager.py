@@ -28,7 +28,7 @@ def create_backend(env: "BaseEnvironment") -> Any:
 
 
 class JobManager:
-    """Process-wide registry of submitted jobs.
+    """Process-wide registry of running jobs (a job leaves it when it ends).
 
     `submit(env)` compiles the pipeline into an `ExecutionGraph` (one task per
     transformation and parallel index, one input queue per task, one request
@@ -53,6 +53,18 @@ class JobManager:
             cls._listeners.remove(listener)
 
     @classmethod
+    def running_jobs(cls) -> list[Job]:
+        """A snapshot of the jobs submitted in this process that have not ended."""
+        with cls._lock:
+            return list(cls.jobs.values())
+
+    @classmethod
+    def _forget(cls, job: Job) -> None:
+        with cls._lock:
+            cls.jobs.pop(job.job_id, None)
+            cls.graphs.pop(job.job_id, None)
+
+    @classmethod
     def compile(cls, env: "BaseEnvironment", job_id: str, backend: Any) -> ExecutionGraph:
         config = env.config
         factory = backend.queue_factory(config.transport or backend.default_transport)
@@ -72,6 +84,7 @@ class JobManager:
             cls.jobs[job_id] = job
             cls.graphs[job_id] = graph
             listeners = list(cls._listeners)
+        job.add_done_callback(cls._forget)
         for listener in listeners:
             listener(job, graph)
         dispatcher.submit()

@@ -68,6 +68,7 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self._rpc_server: Any = None
+        self._queues: list[BaseQueueDescriptor] = []
         self._lock = threading.Lock()
 
     def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
@@ -87,7 +88,8 @@ class LocalBackend:
             return self._rpc_server.create_queue(queue_id, maxsize)
 
     def prepare(self, graph: ExecutionGraph) -> None:
-        """Nothing to place before start: every queue of this backend already exists where it is read."""
+        """Remember the job's queues, to release them at shutdown; nothing needs placing."""
+        self._queues = graph.queues()
 
     def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalHandle:
         """Run the task on a new thread; `on_exit` is called from that thread when it ends."""
@@ -103,8 +105,16 @@ class LocalBackend:
         return handle
 
     def shutdown(self) -> None:
-        """Stop the job's RPC queue server, if it has one; threads end with their tasks."""
+        """Release the job's queues (in-process registry entries, the RPC server if any).
+
+        Threads end with their tasks; ones still running keep the queue objects
+        they hold, so nothing they touch disappears under them.
+        """
         with self._lock:
             server, self._rpc_server = self._rpc_server, None
+            queues, self._queues = self._queues, []
+        for descriptor in queues:
+            if isinstance(descriptor, PythonQueueDescriptor):
+                descriptor.close()
         if server is not None:
             server.stop()

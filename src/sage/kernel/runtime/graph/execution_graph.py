@@ -179,6 +179,13 @@ class ExecutionGraph:
         """Request queue descriptor of every service, by service name."""
         return {name: node.request_qd for name, node in self.services.items()}
 
+    def queues(self) -> list[BaseQueueDescriptor]:
+        """Every queue descriptor of the job: inputs, service requests and credits, responses."""
+        found = [node.input_qd for node in self.nodes.values() if node.input_qd is not None]
+        for service in self.services.values():
+            found += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
+        return found + list(self.response_qds.values())
+
     def replace_queues(self, replacements: dict[str, BaseQueueDescriptor]) -> None:
         """Swap descriptors by queue id everywhere the graph refers to them.
 
