@@ -86,6 +86,10 @@ class BaseRouter:
         self._pending_since = 0.0
         self.backpressure_seconds = 0.0
         """Total time spent waiting for room downstream (for metrics)."""
+        if len(self._groups) == 1 and self._groups[0].size == 1:
+            # One downstream instance (parallelism 1 to 1): every strategy picks it.
+            self._only = self._groups[0]
+            self.send = self._send_to_only  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ sending
     def send(self, packet: Packet) -> int:
@@ -133,6 +137,30 @@ class BaseRouter:
             if self._pending_count and now - self._pending_since >= self.buffer_timeout:
                 self.flush()
         return deliveries
+
+    def _send_to_only(self, packet: Packet) -> int:
+        """`send` for a router with a single connection: same checks and batching, less routing."""
+        strategy = packet.partition_strategy
+        if strategy is not None and strategy != "round_robin" and strategy != "broadcast":
+            if strategy != "hash":
+                raise ValueError(f"unknown partition strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+            stable_hash(packet.partition_key)  # unsupported key types fail here as with more instances
+        group = self._only
+        input_index = group.input_indices[0]
+        pending = group.pending[0]
+        pending.append(packet if packet.input_index == input_index else Packet(
+            packet.payload, input_index, packet.partition_key, strategy, packet.timestamp))
+        if len(pending) >= self.batch_size:
+            self._pending_count = 0
+            self._put_batch(group.connections[0], pending)
+            return 1
+        now = time.monotonic()
+        if self._pending_count <= 0:
+            self._pending_since = now
+        self._pending_count += 1
+        if now - self._pending_since >= self.buffer_timeout:
+            self.flush()
+        return 1
 
     def flush(self) -> None:
         """Put every pending batch downstream now (blocking while queues are full)."""
