@@ -35,6 +35,18 @@ class BatchFull(queue.Full):
         self.accepted = accepted
 
 
+def effective_timeout(block: bool, timeout: float | None) -> float | None:
+    """`queue.Queue`'s block/timeout rules as one timeout: 0 for non-blocking, None for forever.
+
+    Raises `ValueError` for a negative timeout, as `queue.Queue` does.
+    """
+    if not block:
+        return 0.0
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    return timeout
+
+
 def _new_queue_id() -> str:
     return uuid.uuid4().hex
 

@@ -22,7 +22,7 @@ import ray
 from ray import cloudpickle
 from ray.actor import ActorHandle
 
-from .base_queue_descriptor import BatchFull
+from .base_queue_descriptor import BatchFull, effective_timeout
 
 Chunk = tuple[bytes, int, int]
 """Items `start:stop` of the pickled batch `blob`: (blob, start, stop)."""
@@ -149,14 +149,6 @@ def _loads(chunks: list[Chunk]) -> list[Any]:
     return items
 
 
-def _wait_time(block: bool, timeout: float | None) -> float | None:
-    if not block:
-        return 0.0
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
-    return timeout
-
-
 class RayQueueClient:
     """One process's handle on a queue actor, with `queue.Queue`-style calls.
 
@@ -171,12 +163,12 @@ class RayQueueClient:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put one item; blocks while full, `queue.Full` at the timeout."""
-        if not ray.get(self._actor.put_many.remote(_dumps([item]), 1, _wait_time(block, timeout))):
+        if not ray.get(self._actor.put_many.remote(_dumps([item]), 1, effective_timeout(block, timeout))):
             raise queue.Full
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return one item; blocks while empty, `queue.Empty` at the timeout."""
-        chunks = ray.get(self._actor.get_many.remote(1, _wait_time(block, timeout)))
+        chunks = ray.get(self._actor.get_many.remote(1, effective_timeout(block, timeout)))
         if not chunks:
             raise queue.Empty
         return _loads(chunks)[0]
@@ -186,7 +178,7 @@ class RayQueueClient:
         if not items:
             return
         count = len(items)
-        accepted = ray.get(self._actor.put_many.remote(_dumps(items), count, _wait_time(True, timeout)))
+        accepted = ray.get(self._actor.put_many.remote(_dumps(items), count, effective_timeout(True, timeout)))
         if accepted < count:
             raise BatchFull(accepted)
 
@@ -194,7 +186,7 @@ class RayQueueClient:
         """1 to `max_items` items in one remote call; `queue.Empty` at the timeout."""
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items!r}")
-        chunks = ray.get(self._actor.get_many.remote(max_items, _wait_time(True, timeout)))
+        chunks = ray.get(self._actor.get_many.remote(max_items, effective_timeout(True, timeout)))
         if not chunks:
             raise queue.Empty
         return _loads(chunks)

@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from ..queue_descriptor.base_queue_descriptor import BatchFull
+from ..queue_descriptor.base_queue_descriptor import BatchFull, effective_timeout
 from .auth import Signer
 from .protocol import (
     MAX_MESSAGE_BYTES,
@@ -45,15 +45,6 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 class RPCQueueError(RuntimeError):
     """The server answered with an error (for example, it could not unpickle a batch)."""
-
-
-def _caller_timeout(block: bool, timeout: float | None) -> float | None:
-    """`queue.Queue` block/timeout rules turned into one timeout (None = forever)."""
-    if not block:
-        return 0.0
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number")
-    return timeout
 
 
 class _Channel:
@@ -105,13 +96,13 @@ class RPCQueueClient:
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put one item; `queue.Full` when there is no room within the timeout."""
         try:
-            self.put_many([item], _caller_timeout(block, timeout))
+            self.put_many([item], effective_timeout(block, timeout))
         except BatchFull:
             raise queue.Full from None
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return one item; `queue.Empty` when none comes within the timeout."""
-        return self.get_many(1, _caller_timeout(block, timeout))[0]
+        return self.get_many(1, effective_timeout(block, timeout))[0]
 
     def put_many(self, items: list[Any], timeout: float | None = None) -> None:
         """Put all `items` in order; `BatchFull(accepted)` at the timeout (None = wait forever).
