@@ -32,17 +32,28 @@ def ensure_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=False)
 
 
+RAY_QUEUE_DEFAULTS: dict[str, Any] = {"batch_size": 4096, "buffer_timeout": 0.05, "queue_maxsize": 16384}
+"""Config defaults for the "ray" transport, where every batch put or get is an actor call costing
+about a millisecond of CPU on each side: batches up to 4096 packets, held up to 50 ms while their
+task keeps sending (Flink's default is 100 ms; an idle task still flushes at once), and input
+queues of four batches. Keys the user sets win."""
+
+
 class RayEnvironment(BaseEnvironment):
     """Runs the pipeline on Ray: each task instance and each service is an actor.
 
     `address` as in `ensure_ray`; Ray is joined or started at `submit()`.
-    The default transport is Ray queues ("ray"); `config={"transport": "rpc"}`
-    uses ZeroMQ queues between the actors instead.
+    The default transport is Ray queues ("ray"), with larger batches by
+    default (`RAY_QUEUE_DEFAULTS`); `config={"transport": "rpc"}` uses ZeroMQ
+    queues hosted by the consuming actors instead.
     """
 
     backend = "ray"
 
     def __init__(self, name: str, address: str | None = None, config: dict[str, Any] | None = None) -> None:
+        config = dict(config or {})
+        if config.get("transport") in (None, "ray"):
+            config = {**RAY_QUEUE_DEFAULTS, **config}
         super().__init__(name, config)
         self.address = address
 

@@ -6,6 +6,10 @@ the instance ends, and one driver thread per actor blocks on that result
 (`ray.get`), so finishing, failing and dying reach the dispatcher as events,
 not through polling. Queues are `RayQueueDescriptor`s in a namespace of their
 own per job; the job's actors and queues are removed when it ends.
+
+User functions and services travel with cloudpickle; `prepare()` pickles each
+one before any actor starts, so one that cannot travel fails the submit with a
+`PipelineError` naming its operator and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ...errors import PipelineError, RemoteError
 from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
 from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescriptor
 from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
+from ..communication.queue_descriptor.ray_queue_manager import kill_and_wait
 from ..context import ServiceContext, TaskContext
 from ..graph import ExecutionGraph, OperatorSpec, ServiceNode, TaskNode
 from ..portable_error import PortableError
@@ -40,6 +45,9 @@ ACTOR_CONCURRENCY = 4
 
 CONTROL_TIMEOUT = 5.0
 """Seconds the driver waits for an actor's metrics or routing answer."""
+
+SHUTDOWN_TIMEOUT = 30.0
+"""Seconds a second `shutdown()` caller waits for the first one to finish."""
 
 DEFAULT_ACTOR_OPTIONS = {"num_cpus": 0}
 """Actors mostly wait on queues: by default they reserve no CPU, so a dozen fit on 2 cores.
@@ -86,9 +94,9 @@ class _InstanceActor:
             failure = None
         except TaskFailure as exc:
             status, failure = "failed", PortableError.capture(exc.__cause__ or exc)
-        except Exception as exc:  # e.g. a service's __init__/setup failing
+        except Exception as exc:  # e.g. a service's __init__/setup failing, or unpickling the payload
             status, failure = "failed", PortableError.capture(exc)
-        return status, self.instance.metrics(), failure
+        return status, self.instance.metrics() if self.instance is not None else {}, failure
 
     def _control(self, name: str) -> None:
         if self.instance is None:
@@ -161,8 +169,6 @@ class RayHandle:
     def routing_info(self) -> dict[str, Any]:
         return self._call("routing_info")
 
-    def kill(self) -> None:
-        ray.kill(self.actor, no_restart=True)
 
 
 def _ship_by_value(cls: Any) -> None:
@@ -198,6 +204,22 @@ def _serialize(what: str, build: tuple[Any, tuple[Any, ...]], classes: list[Any]
         raise PipelineError(f"{what} cannot be shipped to a Ray actor: {type(exc).__name__}: {exc}") from exc
 
 
+def _create_ray_queues(graph: ExecutionGraph) -> None:
+    """Create the Ray queue actors every job of this shape uses, without waiting for them to start.
+
+    Those are the input, request and credit queues, and the inbox (response
+    queue) of each service-pipeline bridge. Other response queues are made on
+    an instance's first service call: most instances never call one, and each
+    queue actor is a process of its own.
+    """
+    descriptors = [node.input_qd for node in graph.nodes.values() if node.input_qd is not None]
+    descriptors += [graph.response_qds[name] for name, node in graph.nodes.items() if node.detached and node.is_source]
+    for service in graph.services.values():
+        descriptors += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
+    for descriptor in descriptors:
+        descriptor.queue_instance  # noqa: B018 (attaching creates the queue actor)
+
+
 class RayBackend:
     """Runs each instance as a Ray actor; queues default to `RayQueueDescriptor` in a per-job namespace."""
 
@@ -209,10 +231,10 @@ class RayBackend:
             raise RuntimeError("RayBackend needs ray.init() first (RayEnvironment does it)")
         self.namespace = f"sage-kernel-{env.name}-{uuid.uuid4().hex[:12]}"
         self.transport = env.config.transport or self.default_transport
-        self._handles: list[RayHandle] = []
         self._actors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shut_down = False
+        self._gone = threading.Event()
 
     def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
         """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces."""
@@ -234,16 +256,34 @@ class RayBackend:
                 actor = InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options}).remote()
             except (TypeError, ValueError) as exc:
                 raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
-            self._actors[name] = actor
+            with self._lock:
+                self._actors[name] = actor
         return actor
 
     def prepare(self, graph: ExecutionGraph) -> None:
-        """With the rpc transport: create every actor, let each host the queues it reads, bind them.
+        """Check that every function and service can travel; with rpc, place the queues.
 
-        Each actor starts an RPC queue server on its node's address; the graph's
-        placeholder descriptors are replaced by descriptors of those servers,
-        all sharing one random per-job key. With Ray queues there is nothing to do.
+        Raises `PipelineError` naming the first operator or service that
+        cloudpickle refuses, before any actor exists. (Each is pickled again,
+        with its context, when it starts: the rpc step below rebinds queues.)
+
+        With Ray queues: create the queue actors the job will use now, so they
+        start side by side with the task actors instead of one after another
+        on first use (each is a process that takes about a second to start).
+
+        With the rpc transport: create every actor and let each host the
+        queues it reads: it starts an RPC queue server on its node's address,
+        and the graph's placeholder descriptors are replaced by descriptors of
+        those servers, all sharing one random per-job key.
         """
+        for node in graph.nodes.values():
+            _serialize(f"operator {node.name!r}", node.spec, [node.spec.function_class])
+        for name, service in graph.services.items():
+            if not service.pipeline:
+                _serialize(f"service {name!r}", (service.service_class, service.args, service.kwargs),
+                           [service.service_class])
+        if self.transport == "ray":
+            _create_ray_queues(graph)
         if self.transport != "rpc":
             return
         authkey = secrets.token_bytes(32)
@@ -265,10 +305,7 @@ class RayBackend:
     def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
                on_exit: ExitCallback) -> RayHandle:
         payload = _serialize(name, (factory, args), classes)
-        handle = RayHandle(name, self._actor(name, options), payload, on_exit)
-        with self._lock:
-            self._handles.append(handle)
-        return handle
+        return RayHandle(name, self._actor(name, options), payload, on_exit)
 
     def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> RayHandle:
         """Start the task's actor and its `run()`; `on_exit` fires from a driver thread when it ends."""
@@ -280,15 +317,23 @@ class RayBackend:
                            lambda name, status, error: on_exit(node.name, status, error))
 
     def shutdown(self) -> None:
-        """Kill the job's actors and its queues (once); nothing of the job stays in the cluster."""
+        """Kill the job's actors and its queues; nothing of the job stays in the cluster.
+
+        Blocks until Ray reports them dead (a few seconds at most). The first
+        call does the work; a later one (from another thread) waits for it, up
+        to `SHUTDOWN_TIMEOUT` seconds. Errors are logged, never raised: this
+        runs on the way out of a job that may be failing already.
+        """
         with self._lock:
-            if self._shut_down:
-                return
-            self._shut_down = True
-            handles = list(self._handles)
-        for handle in handles:
-            try:
-                handle.kill()
-            except Exception as exc:  # already dead
-                logger.debug("killing %s: %r", handle.name, exc)
-        shutdown_ray_queues(self.namespace)
+            first, self._shut_down = not self._shut_down, True
+            actors = list(self._actors.values())
+        if not first:
+            self._gone.wait(SHUTDOWN_TIMEOUT)
+            return
+        try:
+            kill_and_wait(actors)
+            shutdown_ray_queues(self.namespace)
+        except Exception as exc:
+            logger.warning("cleaning up Ray job namespace %s: %r", self.namespace, exc)
+        finally:
+            self._gone.set()

@@ -39,7 +39,7 @@ def queue_actor_name(queue_id: str) -> str:
     return "queue." + queue_id
 
 
-def _kill_and_wait(handles: list[ActorHandle], timeout: float = KILL_TIMEOUT) -> None:
+def kill_and_wait(handles: list[ActorHandle], timeout: float = KILL_TIMEOUT) -> None:
     """Kill actors and return once Ray reports each dead (its name is released then).
 
     Raises `TimeoutError` if one is not reported dead within `timeout` seconds.
@@ -88,13 +88,13 @@ class RayQueueManager:
         handle = self._queues.pop(queue_id, None)
         if handle is None:
             return False
-        _kill_and_wait([handle])
+        kill_and_wait([handle])
         return True
 
     def close_all(self) -> list[str]:
         """Kill every queue actor of the namespace; return their queue ids."""
         queue_ids = list(self._queues)
-        _kill_and_wait(list(self._queues.values()))
+        kill_and_wait(list(self._queues.values()))
         self._queues.clear()
         return queue_ids
 
@@ -132,5 +132,5 @@ def shutdown_namespace(namespace: str) -> list[str]:
     if manager is None:
         return []
     queue_ids = ray.get(manager.close_all.remote())
-    _kill_and_wait([manager])
+    kill_and_wait([manager])
     return queue_ids

@@ -1,0 +1,55 @@
+"""Fixtures for pipelines on RayEnvironment (helpers live in ray_job_support.py).
+
+This directory has no __init__.py on purpose: a package here would be named
+`ray` and hide the real one. Test modules therefore import as top-level
+modules that Ray workers cannot import; they are shipped by value instead.
+"""
+
+from __future__ import annotations
+
+import cloudpickle
+import pytest
+import ray
+import ray_job_support
+from ray_job_support import Collector
+
+from sage.kernel.runtime.job_manager import JobManager
+
+
+@pytest.fixture(autouse=True)
+def test_ray(ray_cluster):
+    """Every test here runs on the session's Ray: RayEnvironment joins it instead of starting its own."""
+    return ray_cluster
+
+
+@pytest.fixture(autouse=True)
+def ship_test_code(request):
+    """Let actors rebuild what the test module and the helpers define (functions, classes, lambdas)."""
+    cloudpickle.register_pickle_by_value(request.module)
+    cloudpickle.register_pickle_by_value(ray_job_support)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def cancel_leftover_jobs():
+    """Cancel every job a test started and left running, so a failing test leaves no actors busy."""
+    before = set(JobManager.jobs)
+    yield
+    for job_id in set(JobManager.jobs) - before:
+        job = JobManager.jobs[job_id]
+        if not job.done():
+            job.cancel()
+
+
+@pytest.fixture(scope="module")
+def collector_actor(ray_cluster):
+    actor = Collector.remote()
+    yield actor
+    ray.kill(actor)
+
+
+@pytest.fixture
+def collector(collector_actor):
+    """The module's `Collector` actor, emptied for this test."""
+    ray.get(collector_actor.take.remote())
+    return collector_actor

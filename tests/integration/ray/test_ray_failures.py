@@ -1,0 +1,107 @@
+"""Failures on RayEnvironment: user exceptions, dead actors, and functions that cannot travel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import ray
+from ray_job_support import Latch, alive_actor_ids, assert_cleaned_up, finish
+
+from sage.kernel import JobFailedError, PipelineError, RayEnvironment
+from sage.kernel.api.function import MapFunction
+from sage.kernel.api.service import BaseService
+from sage.kernel.runtime.job_manager import JobManager
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+DEATH_NOTICE = 10.0
+"""The issue's bound: a dead actor fails the job within this many seconds."""
+
+
+def test_user_exception_fails_the_job_naming_the_task_with_the_original_type():
+    env = RayEnvironment("user-error", config={"transport": "rpc"})
+    env.from_batch(list(range(10))).map(lambda x: 1 // (x - 5)).sink(lambda x: None)
+    job = env.submit()
+    with pytest.raises(JobFailedError) as info:
+        finish(job)
+    assert info.value.task_name == "map_0" and "map_0" in str(info.value)
+    cause = info.value.__cause__
+    assert type(cause) is ZeroDivisionError
+    assert any("raised in map_0" in note and "ZeroDivisionError" in note for note in cause.__notes__)
+    assert_cleaned_up(job)
+
+
+class SignalFirst(MapFunction):
+    """Passes records on; sets `latch` at the first one (records are flowing through this actor)."""
+
+    def __init__(self, latch: Any) -> None:
+        self.latch = latch
+        self.signalled = False
+
+    def execute(self, x: int) -> int:
+        if not self.signalled:
+            ray.get(self.latch.set.remote())
+            self.signalled = True
+        return x
+
+
+def test_killing_a_task_actor_fails_the_job_naming_it_within_ten_seconds():
+    latch = Latch.remote()
+    try:
+        env = RayEnvironment("killed", config={"transport": "rpc"})
+        env.from_source(lambda: 1).map(SignalFirst, latch).sink(lambda x: None)  # unbounded
+        job = env.submit()
+        ray.get(latch.wait.remote(), timeout=60)
+        killed_at = time.monotonic()
+        ray.kill(job._dispatcher.tasks["SignalFirst_0"].actor, no_restart=True)
+        with pytest.raises(JobFailedError) as info:
+            finish(job, timeout=DEATH_NOTICE)
+        assert time.monotonic() - killed_at < DEATH_NOTICE
+        assert info.value.task_name == "SignalFirst_0" and "SignalFirst_0" in str(info.value)
+        assert "died" in str(info.value.__cause__)
+        assert_cleaned_up(job)
+    finally:
+        ray.kill(latch)
+
+
+class Locked(MapFunction):
+    guard = threading.Lock()  # class state travels with a class shipped by value; a lock cannot
+
+    def execute(self, x: int) -> int:
+        return x
+
+
+class LockedService(BaseService):
+    guard = threading.Lock()
+
+
+def _generator_source(env: RayEnvironment) -> None:
+    env.from_batch(x for x in range(3)).sink(lambda x: None)
+
+
+def _lock_in_function(env: RayEnvironment) -> None:
+    env.from_batch([1]).map(Locked).sink(lambda x: None)
+
+
+def _lock_in_service(env: RayEnvironment) -> None:
+    env.register_service("guarded", LockedService)
+    env.from_batch([1]).sink(lambda x: None)
+
+
+@pytest.mark.parametrize(("build", "named", "refused"), [
+    (_generator_source, "operator 'from_batch_0'", "generator"),
+    (_lock_in_function, "operator 'Locked_0'", "_thread.lock"),
+    (_lock_in_service, "service 'guarded'", "_thread.lock"),
+])
+@pytest.mark.parametrize("transport", ["ray", "rpc"])
+def test_what_cannot_travel_fails_at_submit_naming_it_and_starts_nothing(build, named, refused, transport):
+    env = RayEnvironment("unshippable", config={"transport": transport})
+    build(env)
+    jobs, alive = set(JobManager.jobs), alive_actor_ids()
+    with pytest.raises(PipelineError, match=f"{named} cannot be shipped to a Ray actor: .*'{refused}'"):
+        env.submit()
+    assert set(JobManager.jobs) == jobs
+    assert alive_actor_ids() == alive
