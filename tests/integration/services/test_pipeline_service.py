@@ -124,3 +124,39 @@ def test_the_first_record_answers_and_later_ones_are_dropped_by_the_caller() -> 
     answers, late = outcome.value
     assert answers == [("first", x) for x in range(20)]
     assert late in (20, 21)
+
+
+def test_a_bounded_job_declared_before_its_service_pipeline_finishes() -> None:
+    # The bounded part may end before the dispatcher has started the service
+    # pipeline; the pipeline must still be stopped so the job finishes.
+    for _ in range(10):
+        env = LocalEnvironment("bounded-first")
+        env.from_batch([1, 2, 3]).sink(lambda record: None)
+        env.from_service("echo").map(lambda payload: payload).reply()
+        assert env.submit().wait(JOB_TIMEOUT) == "finished"
+
+
+class Double(MapFunction):
+    def execute(self, record: int) -> int:
+        return self.call_service("double", record)
+
+
+def test_stop_drains_callers_of_a_pipeline_service_and_finishes() -> None:
+    emitted: list[int] = []
+    calls_seen = threading.Event()
+
+    def source() -> int:
+        emitted.append(len(emitted))
+        if len(emitted) == 200:
+            calls_seen.set()
+        return emitted[-1]
+
+    out: list[int] = []
+    env = LocalEnvironment("stop-with-service", config={"service_timeout": 5.0})
+    env.from_service("double").map(lambda payload: 2 * payload).reply()
+    env.from_source(source).map(Double).sink(out.append)
+    job = env.submit()
+    assert calls_seen.wait(JOB_TIMEOUT)
+    job.stop()
+    assert job.wait(JOB_TIMEOUT) == "finished"
+    assert sorted(out) == [2 * x for x in range(len(emitted))]

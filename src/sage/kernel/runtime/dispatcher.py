@@ -44,7 +44,7 @@ class Dispatcher:
         return TaskContext(node.name, node.basename, node.spec.kind, node.parallel_index, node.parallelism,
                            self.job.job_id, self.config, node.input_qd, node.downstream_groups,
                            node.upstream_names, self.graph.service_qds(), self.graph.service_methods(),
-                           self.graph.response_qds[node.name])
+                           self.graph.response_qds[node.name], node.group_strategies)
 
     def service_context(self, name: str) -> ServiceContext:
         node = self.graph.services[name]
@@ -54,10 +54,13 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ start
     def submit(self) -> None:
-        """Start every service, then every task; returns once all are started.
+        """Start every service, then the service pipelines, then the other tasks; returns once all are started.
 
         Requests that tasks send before a service's `setup()` is done wait in
-        its request queue.
+        its request queue. Service pipelines start before the bounded tasks so
+        that they are registered by the time those finish and stop them. If
+        the job fails while instances are still being started, the rest are
+        not started and the late ones are cancelled.
         """
         for node in self.graph.services.values():
             if node.credits_qd is not None:
@@ -67,16 +70,23 @@ class Dispatcher:
             self._running_tasks = {name for name, node in self.graph.nodes.items() if not node.detached}
             self._running_detached = {name for name, node in self.graph.nodes.items() if node.detached}
         for name, node in self.graph.services.items():
-            if not node.pipeline:
-                self.services[name] = self.backend.start_service(node, self.service_context(name),
-                                                                 self._on_service_exit)
-        for name, node in self.graph.nodes.items():
-            handle = self.tasks[name] = self.backend.start_task(node, self.task_context(name), node.spec,
-                                                                self._on_task_exit)
-            if self.job.done():  # an earlier instance already failed: _cancel_all did not see this one
-                handle.cancel()
+            if not node.pipeline and not self.job.done():
+                self._register(self.services, name,
+                               self.backend.start_service(node, self.service_context(name), self._on_service_exit))
+        ordered = sorted(self.graph.nodes.items(), key=lambda item: not item[1].detached)
+        for name, node in ordered:
+            if self.job.done():
+                break
+            self._register(self.tasks, name,
+                           self.backend.start_task(node, self.task_context(name), node.spec, self._on_task_exit))
         if not self._running_tasks and not self._running_detached:
             self._stop_services()
+
+    def _register(self, handles: dict[str, Any], name: str, handle: Any) -> None:
+        with self._lock:
+            handles[name] = handle
+        if self.job.done():  # it failed or was cancelled meanwhile: _cancel_all may not have seen this one
+            self._cancel_all()
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:
@@ -93,7 +103,9 @@ class Dispatcher:
             return
         if was_main and not detached_done:
             # The bounded job is done: service pipelines stop and drain; services stop after them.
-            for node_name, handle in list(self.tasks.items()):
+            with self._lock:
+                handles = list(self.tasks.items())
+            for node_name, handle in handles:
                 node = self.graph.nodes[node_name]
                 if node.detached and node.is_source:
                     handle.stop()
@@ -126,15 +138,25 @@ class Dispatcher:
             self._cancel_all()
 
     def _cancel_all(self) -> None:
-        for handle in list(self.tasks.values()) + list(self.services.values()):
+        """Cancel every started instance and release the backend (safe to call again for late starters)."""
+        with self._lock:
+            handles = list(self.tasks.values()) + list(self.services.values())
+        for handle in handles:
             handle.cancel()
         self.backend.shutdown()
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
-        """End every source's stream; the job then drains and finishes."""
-        for name, handle in list(self.tasks.items()):
-            if self.graph.nodes[name].is_source:
+        """End every source's stream; the job then drains and finishes.
+
+        Service pipelines keep serving while the rest drains (its tasks may
+        still call them); they stop on the normal end-of-job path.
+        """
+        with self._lock:
+            handles = list(self.tasks.items())
+        for name, handle in handles:
+            node = self.graph.nodes[name]
+            if node.is_source and not node.detached:
                 handle.stop()
 
     def cancel(self) -> None:

@@ -3,7 +3,7 @@
 It knows nothing of tasks, graphs or jobs; the runtime builds on it.
 """
 
-from .errors import SendCancelled
+from .errors import SendCancelled, TransportError
 from .queue_descriptor import BaseQueueDescriptor, BatchFull, PythonQueueDescriptor, resolve_descriptor
 from .router import BaseRouter, Connection, Packet, StopSignal, stable_hash
 
@@ -16,6 +16,7 @@ __all__ = [
     "PythonQueueDescriptor",
     "SendCancelled",
     "StopSignal",
+    "TransportError",
     "resolve_descriptor",
     "stable_hash",
 ]

@@ -160,6 +160,7 @@ class FlatMapOperator(Operator):
                 if result is not None:
                     send_all(result, packet)
             except Exception as exc:
+                collected.clear()  # a skipped record's collect()ed output goes nowhere
                 self.on_error(exc)
 
     def close(self) -> None:

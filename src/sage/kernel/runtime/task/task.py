@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
-from ..communication.errors import SendCancelled
+from ..communication.errors import SendCancelled, TransportError
 from ..communication.router import Packet, StopSignal
 from ..context import TaskContext
 from ..graph import OperatorSpec
@@ -56,7 +56,9 @@ class Task:
         self.status = "created"
         self.records_in = 0
         self.errors = 0
-        self.idle_seconds = 0.0
+        # (seconds idle in finished waits, start of the wait in progress or 0.0): one tuple, replaced
+        # whole, so metrics read on another thread see a wait as it happens and never half an update.
+        self._idle = (0.0, 0.0)
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.operator: Operator | None = None
@@ -116,11 +118,13 @@ class Task:
     def _record_error(self, exc: Exception) -> None:
         """Fail the task on `exc`, or with `on_error="skip"` count and log it and return.
 
-        Cancellation (`SendCancelled`) and an existing `TaskFailure` always propagate.
+        Cancellation (`SendCancelled`) and an existing `TaskFailure` always
+        propagate; a `TransportError` (a downstream queue failed, not a
+        record) always fails the task.
         """
         if isinstance(exc, (SendCancelled, TaskFailure)):
             raise exc
-        if self.spec.on_error != "skip":
+        if self.spec.on_error != "skip" or isinstance(exc, TransportError):
             raise TaskFailure(self.name, exc) from exc
         self.errors += 1
         if self.errors <= _LOGGED_ERRORS or self.errors % 1000 == 0:
@@ -173,14 +177,15 @@ class Task:
                 record = poll()
             except Exception as exc:
                 self._record_error(exc)
-                continue
+                record = None  # a skipped failure waits like "nothing now": no spinning on a broken source
             if record is None:
                 # Nothing now: push out what is batched, then wait a little longer each time.
                 router.flush()
                 backoff = min(SOURCE_MAX_BACKOFF, backoff * 2 or 0.0005)
-                started = time.monotonic()
+                idle, started = self._idle[0], time.monotonic()
+                self._idle = (idle, started)
                 stop.wait(backoff)
-                self.idle_seconds += time.monotonic() - started
+                self._idle = (idle + time.monotonic() - started, 0.0)
                 continue
             if record.__class__ is StopSignal:
                 return True
@@ -211,13 +216,14 @@ class Task:
                     router.flush()
             if batch is None:
                 # One blocking get, not a non-blocking one first: on a remote queue each is a round trip.
-                started = time.monotonic()
+                idle, started = self._idle[0], time.monotonic()
+                self._idle = (idle, started)
                 try:
                     batch = get_many(get_size, IDLE_WAIT)
                 except queue.Empty:
                     continue
                 finally:
-                    self.idle_seconds += time.monotonic() - started
+                    self._idle = (idle + time.monotonic() - started, 0.0)
             # The search runs in C; stop signals are rare, so most batches go to the operator whole.
             if StopSignal in map(type, batch):
                 self._process_with_stops(batch, process_batch)
@@ -245,6 +251,12 @@ class Task:
 
     # ------------------------------------------------------------------ metrics
     @property
+    def idle_seconds(self) -> float:
+        """Time spent waiting for input (a source: for its function to have a record), a wait in progress included."""
+        total, since = self._idle
+        return total + (time.monotonic() - since if since else 0.0)
+
+    @property
     def records_out(self) -> int:
         """Records this task has emitted (derived for one-to-one operators, which do not count)."""
         operator = self.operator
@@ -253,19 +265,35 @@ class Task:
         return self.records_in - self.errors if operator.one_to_one else operator.records_out
 
     def metrics(self) -> dict[str, Any]:
-        """Plain-data counters of this task instance."""
-        now = time.monotonic()
+        """Plain-data counters of this task instance (cumulative since it started) and its input queue's fill.
+
+        Safe to call from any thread while the task runs. The times add up:
+        busy + idle + backpressure = elapsed (busy is what remains: time in
+        the function and the task's own code). The queue fields are None for
+        a source and once the task no longer runs (its queue may be released).
+        """
+        ctx = self.ctx
+        idle, backpressure = self.idle_seconds, ctx.router.backpressure_seconds
+        now = time.monotonic()  # read after the waits in progress, so they never exceed `elapsed`
         elapsed = ((self.finished_at or now) - self.started_at) if self.started_at is not None else 0.0
-        backpressure = self.ctx.router.backpressure_seconds
+        queued = maxsize = None
+        input_qd = ctx.input_qd
+        if input_qd is not None and self.status == "running" and input_qd.is_initialized():
+            queued, maxsize = input_qd.qsize(), input_qd.maxsize
         return {
             "name": self.name,
+            "operator": ctx.basename,
+            "parallel_index": ctx.parallel_index,
             "kind": self.spec.kind,
             "status": self.status,
             "records_in": self.records_in,
             "records_out": self.records_out,
             "errors": self.errors,
             "elapsed_seconds": elapsed,
-            "idle_seconds": self.idle_seconds,
+            "idle_seconds": idle,
             "backpressure_seconds": backpressure,
-            "busy_seconds": max(0.0, elapsed - self.idle_seconds - backpressure),
+            "busy_seconds": max(0.0, elapsed - idle - backpressure),
+            "input_queue_size": queued,
+            "input_queue_maxsize": maxsize,
+            "input_queue_load": min(1.0, queued / maxsize) if queued is not None and maxsize else None,
         }

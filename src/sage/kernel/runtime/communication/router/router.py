@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from ..errors import SendCancelled
+from ..errors import SendCancelled, TransportError
 from ..queue_descriptor import BatchFull
 from .connection import Connection
 from .packet import Packet, StopSignal
@@ -84,8 +84,9 @@ class BaseRouter:
         self.cancel_event = cancel_event or threading.Event()
         self._pending_count = 0
         self._pending_since = 0.0
-        self.backpressure_seconds = 0.0
-        """Total time spent waiting for room downstream (for metrics)."""
+        # (seconds blocked in finished waits, start of the wait in progress or 0.0): one tuple,
+        # replaced whole, so a metrics reader on another thread never sees half an update.
+        self._blocked = (0.0, 0.0)
         if len(self._groups) == 1 and self._groups[0].size == 1:
             # One downstream instance (parallelism 1 to 1): every strategy picks it.
             self._only = self._groups[0]
@@ -204,7 +205,10 @@ class BaseRouter:
             del items[: full.accepted]
         except queue.Full:
             pass
+        except Exception as exc:
+            raise TransportError(f"queue {descriptor.queue_id} of {connection.target_name} failed: {exc!r}") from exc
         started = time.monotonic()
+        self._blocked = (self._blocked[0], started)
         try:
             while items:
                 if self.cancel_event.is_set():
@@ -216,8 +220,20 @@ class BaseRouter:
                     del items[: full.accepted]
                 except queue.Full:
                     pass
+                except Exception as exc:
+                    raise TransportError(
+                        f"queue {descriptor.queue_id} of {connection.target_name} failed: {exc!r}") from exc
         finally:
-            self.backpressure_seconds += time.monotonic() - started
+            self._blocked = (self._blocked[0] + time.monotonic() - started, 0.0)
+
+    @property
+    def backpressure_seconds(self) -> float:
+        """Total time spent waiting for room downstream, a wait in progress included.
+
+        Safe to read from another thread (metrics sample it while the task runs).
+        """
+        total, since = self._blocked
+        return total + (time.monotonic() - since if since else 0.0)
 
     # ------------------------------------------------------------------ introspection
     @property
