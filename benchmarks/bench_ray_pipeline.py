@@ -10,17 +10,23 @@ are small dicts ({"id": i, "value": 2i}), the same as in bench_ray_queue.py.
 - raw single / raw batch 100: `ray.util.queue.Queue` between two actors, one item
   per remote call and `put_nowait_batch`/`get_nowait_batch` of 100 (the producer
   and consumer of bench_ray_queue.py, run here in the same Ray).
+- service calls: a task actor makes `--calls` synchronous calls to a service actor
+  (the echo and caller of bench_service.py, a tenth more calls to warm up) over
+  each transport; the p50 round trip is printed next to a no-op Ray actor call, the
+  floor of every put and get on a Ray queue.
 
 Best of `--repeat` runs each; prints rates and the job/raw ratios.
 
-    python benchmarks/bench_ray_pipeline.py [--n 200000] [--n-single 2000] [--repeat 2]
+    python benchmarks/bench_ray_pipeline.py [--n 200000] [--n-single 2000] [--calls 300] [--repeat 2]
                                             [--transports ray,rpc] [--batch-size N]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import statistics
 import time
 from typing import Any
 
@@ -28,7 +34,8 @@ from typing import Any
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import ray  # noqa: E402
-from bench_ray_queue import RAW_BATCH, Consumer, Producer, _rate  # noqa: E402
+from bench_ray_queue import RAW_BATCH, Consumer, Producer, _rate, _round_trip_us  # noqa: E402
+from bench_service import Echo, TimedCaller  # noqa: E402
 from ray.util.queue import Queue as RawQueue  # noqa: E402
 
 from sage.kernel import RayEnvironment  # noqa: E402
@@ -39,7 +46,7 @@ JOB_TIMEOUT = 600.0
 
 @ray.remote(num_cpus=0)
 class Results:
-    """Where the sink reports (count, seconds from its first record to its last)."""
+    """Where task actors report: (count, seconds) measured in their own process."""
 
     def __init__(self) -> None:
         self.reports: list[tuple[int, float]] = []
@@ -86,6 +93,26 @@ class TimedSink(SinkFunction):
         ray.get(self.results.report.remote(self.count, self.last - self.first))
 
 
+class ReportMedian(SinkFunction):
+    """Reports (count, median) of each list of round-trip times it receives."""
+
+    def __init__(self, results: Any) -> None:
+        self.results = results
+
+    def execute(self, samples: list[float]) -> None:
+        ray.get(self.results.report.remote(len(samples), statistics.median(samples)))
+
+
+def service_p50(transport: str, calls: int, results: Any) -> float:
+    """Median seconds of one synchronous service call between two actors (bench_service.py's caller)."""
+    env = RayEnvironment(f"bench-service-{transport}", config={"transport": transport})
+    env.register_service("echo", Echo)
+    env.from_batch([0]).map(TimedCaller, calls, calls // 10).sink(ReportMedian, results)
+    env.submit(autostop=True)
+    ((_, p50),) = ray.get(results.take.remote())
+    return p50
+
+
 def job_rate(n: int, transport: str, batch_size: int | None, results: Any) -> tuple[float, float]:
     """(packets/s from the sink's first record to its last, seconds from submit to the job's end)."""
     config: dict[str, Any] = {"transport": transport}
@@ -124,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="packets per job (multiple of 100)")
     parser.add_argument("--n-single", type=int, default=2_000, help="packets for raw one-at-a-time")
+    parser.add_argument("--calls", type=int, default=300, help="synchronous service calls per transport")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--transports", default="ray,rpc")
     parser.add_argument("--batch-size", type=int, default=None, help="router batch size (default: the job's)")
@@ -133,6 +161,7 @@ def main() -> None:
     ray.init(address="local", num_cpus=16, include_dashboard=False, log_to_driver=False)
     rates: dict[str, float] = {}
     totals: dict[str, float] = {}
+    calls: dict[str, float] = {}
     try:
         results = Results.remote()
         for _ in range(args.repeat):
@@ -141,22 +170,27 @@ def main() -> None:
                 rate, total = job_rate(args.n, transport, args.batch_size, results)
                 rates[name] = max(rates.get(name, 0.0), rate)
                 totals[name] = min(totals.get(name, float("inf")), total)
+                p50 = service_p50(transport, args.calls, results)
+                calls[transport] = min(calls.get(transport, float("inf")), p50)
             for name, rate in raw_rates(args.n, args.n_single).items():
                 rates[name] = max(rates.get(name, 0.0), rate)
         ray.kill(results)
+        round_trip = _round_trip_us()
     finally:
         ray.shutdown()
     print(f"cpus: {os.cpu_count()}  packets: {args.n} (raw single: {args.n_single})  repeat: {args.repeat}")
     for name, rate in rates.items():
         extra = f"   (submit to end: {totals[name]:.1f} s)" if name in totals else ""
         print(f"{name:>14}: {rate:12,.0f} packets/s{extra}")
-    for name, rate in rates.items():
-        if name.startswith("job"):
-            for raw_name, raw_rate in rates.items():
-                if raw_name.startswith("raw"):
-                    print(f"{name} / {raw_name}: {rate / raw_rate:.1f}x")
+    jobs = [name for name in rates if name.startswith("job")]
+    raws = [name for name in rates if name.startswith("raw")]
+    for name, raw_name in itertools.product(jobs, raws):
+        print(f"{name} / {raw_name}: {rates[name] / rates[raw_name]:.1f}x")
     if "job ray" in rates and "job rpc" in rates:
         print(f"job ray / job rpc: {rates['job ray'] / rates['job rpc']:.2f}x")
+    print(f"no-op Ray actor call round trip: {round_trip:,.0f} us")
+    for transport, p50 in calls.items():
+        print(f"sync service call over {transport}: p50 {p50 * 1e6:,.0f} us = {p50 * 1e6 / round_trip:.1f} no-op actor calls")
 
 
 if __name__ == "__main__":

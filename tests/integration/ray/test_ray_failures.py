@@ -105,3 +105,13 @@ def test_what_cannot_travel_fails_at_submit_naming_it_and_starts_nothing(build, 
         env.submit()
     assert set(JobManager.jobs) == jobs
     assert alive_actor_ids() == alive
+
+
+def test_resource_options_ray_rejects_fail_at_submit_naming_the_operator():
+    env = RayEnvironment("bad-resources")
+    env.from_batch([1]).map(lambda x: x, resources={"num_cpu": 1}).sink(lambda x: None)
+    jobs, alive = set(JobManager.jobs), alive_actor_ids()
+    with pytest.raises(PipelineError, match="operator map_0: bad Ray resources .*num_cpu"):
+        env.submit()
+    assert set(JobManager.jobs) == jobs
+    assert alive_actor_ids() == alive

@@ -46,6 +46,9 @@ ACTOR_CONCURRENCY = 4
 CONTROL_TIMEOUT = 5.0
 """Seconds the driver waits for an actor's metrics or routing answer."""
 
+ACTOR_START_TIMEOUT = 120.0
+"""Seconds `prepare()` waits for an actor to start hosting its rpc queues (resources may be scarce)."""
+
 SHUTDOWN_TIMEOUT = 30.0
 """Seconds a second `shutdown()` caller waits for the first one to finish."""
 
@@ -248,14 +251,19 @@ class RayBackend:
             raise PipelineError("transport 'python' links threads of one process; Ray actors need 'ray' or 'rpc'")
         raise PipelineError(f"the Ray backend does not support transport {transport!r}")
 
+    @staticmethod
+    def _actor_class(name: str, options: dict[str, Any]) -> Any:
+        """The actor class with `name`'s resource options; `PipelineError` for options Ray rejects."""
+        try:
+            return InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options})
+        except (TypeError, ValueError) as exc:
+            raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
+
     def _actor(self, name: str, options: dict[str, Any]) -> Any:
         """The actor for instance `name`, created on first use with its resource options."""
         actor = self._actors.get(name)
         if actor is None:
-            try:
-                actor = InstanceActor.options(**{**DEFAULT_ACTOR_OPTIONS, **options}).remote()
-            except (TypeError, ValueError) as exc:
-                raise PipelineError(f"operator {name}: bad Ray resources {options!r}: {exc}") from exc
+            actor = self._actor_class(name, options).remote()
             with self._lock:
                 self._actors[name] = actor
         return actor
@@ -264,8 +272,9 @@ class RayBackend:
         """Check that every function and service can travel; with rpc, place the queues.
 
         Raises `PipelineError` naming the first operator or service that
-        cloudpickle refuses, before any actor exists. (Each is pickled again,
-        with its context, when it starts: the rpc step below rebinds queues.)
+        cloudpickle refuses, or whose resource options Ray rejects, before any
+        actor exists. (Each is pickled again, with its context, when it starts:
+        the rpc step below rebinds queues.)
 
         With Ray queues: create the queue actors the job will use now, so they
         start side by side with the task actors instead of one after another
@@ -278,10 +287,12 @@ class RayBackend:
         """
         for node in graph.nodes.values():
             _serialize(f"operator {node.name!r}", node.spec, [node.spec.function_class])
+            self._actor_class(node.name, node.options)
         for name, service in graph.services.items():
             if not service.pipeline:
                 _serialize(f"service {name!r}", (service.service_class, service.args, service.kwargs),
                            [service.service_class])
+                self._actor_class(f"service:{name}", service.options)
         if self.transport == "ray":
             _create_ray_queues(graph)
         if self.transport != "rpc":
@@ -297,7 +308,12 @@ class RayBackend:
                      for owner, queues in by_owner.items()}
         replacements = {}
         for owner, ref in addresses.items():
-            host, port = ray.get(ref)
+            try:
+                host, port = ray.get(ref, timeout=ACTOR_START_TIMEOUT)
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
+                self.shutdown()
+                raise PipelineError(f"the actor of {owner} did not start within {ACTOR_START_TIMEOUT:.0f} s "
+                                    f"(are its resources available in the cluster?): {exc!r}") from exc
             for queue_id, maxsize in by_owner[owner]:
                 replacements[queue_id] = RPCQueueDescriptor(host, port, queue_id, maxsize, authkey=authkey.hex())
         graph.replace_queues(replacements)
