@@ -1,17 +1,7 @@
-"""The `sage-kernel` command line.
+"""The `sage-kernel` command line: `demo`, `run` (with a live view of the jobs) and `graph`.
 
-    sage-kernel demo [--top K] [--parallelism N] [--text PATH]
-        Word count over the text shipped with the package (or PATH) on the
-        local backend; prints the top words and the throughput.
-
-    sage-kernel run SCRIPT [ARGS...]
-        Runs a pipeline script as `python SCRIPT ARGS...` would, then waits
-        for the jobs it submitted that are still running; Ctrl-C stops them
-        (they drain), a second Ctrl-C cancels them. Exit status: the
-        script's own when it exits non-zero (`sys.exit(n)`) or 1 when it
-        raises (its traceback is printed from its own frames on; its jobs
-        are cancelled); otherwise 1 if any job it submitted failed (the
-        job's error is printed), else 0.
+`sage-kernel --help` and `sage-kernel COMMAND --help` describe every
+option; docs/user_guide.md and docs/observability.md explain the output.
 """
 
 from __future__ import annotations
@@ -19,16 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import runpy
 import sys
-import threading
 import time
-import traceback
 from importlib import resources
-from typing import Any
 
 from . import JobFailedError, LocalEnvironment
 from .api.function import FlatMapFunction, SinkFunction
+from .observability.graph_export import GraphvizMissing, output_format, to_dot, to_mermaid, write
+from .observability.topology import Topology, topology
+from .observability.user_script import ScriptRun, SubmitIntercepted, capture_submissions, format_user_exception
 from .runtime.job import Job
 from .runtime.job_manager import JobManager
 
@@ -104,119 +93,250 @@ def demo(top: int, parallelism: int, path: str | None) -> int:
 
 
 # ---------------------------------------------------------------------- run
-def _user_traceback(exc: BaseException, script: str | None = None) -> list[str]:
-    """The exception's traceback from the user's own frames on.
+def _view_mode(view: str) -> str:
+    """The monitor mode for `--view`: "auto" is live when stderr is a terminal, else plain lines."""
+    if view != "auto":
+        return view
+    return "live" if sys.stderr.isatty() else "plain"
 
-    Drops the launcher's frames (this module, runpy): the traceback starts
-    at the first frame of `script` when there is one, else after ours.
+
+def _numbered(path: str, index: int) -> str:
+    """`path` for the first job, `name-2.ext` for the second and so on."""
+    if index == 0:
+        return path
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}-{index + 1}{suffix}"
+
+
+def _job_error(job: Job) -> JobFailedError | None:
+    """The error `job.wait()` raises for a failed job (with the task's exception as its cause)."""
+    try:
+        job.wait(0)
+    except JobFailedError as exc:
+        return exc
+    return None
+
+
+def run(script: str, args: list[str], view: str = "auto", interval: float | None = None, expand: bool = False,
+        graphs: list[str] | None = None, full_traceback: bool = False) -> int:
+    """Run `script` with `args` as its argv, show its jobs until they end; returns the exit status.
+
+    The script runs on a thread of its own; this thread shows the jobs and
+    handles Ctrl-C (see `Monitor.run`). Exit status: 130 after Ctrl-C; the
+    script's own when it exits non-zero or raises (1, with its traceback;
+    its running jobs are cancelled); else 1 if a job it submitted failed
+    (the job's error is printed), else 0.
     """
-    tb = exc.__traceback__
-    if script is not None:
-        entry = tb
-        while entry is not None and os.path.abspath(entry.tb_frame.f_code.co_filename) != script:
-            entry = entry.tb_next
-        if entry is not None:
-            return traceback.format_exception(type(exc), exc, entry)
-    while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, "<frozen runpy>", runpy.__file__):
-        tb = tb.tb_next
-    return traceback.format_exception(type(exc), exc, tb)
-
-
-def _wait_for_jobs(jobs: list[Job]) -> int:
-    """Wait for every job to end; Ctrl-C stops them all, a second one cancels them.
-
-    Prints the error of each failed job; returns 1 if one failed, else 0.
-    """
-    status = 0
-    interrupted = False
-    for job in jobs:
-        while True:
-            try:
-                job.wait()
-                break
-            except KeyboardInterrupt:
-                if interrupted:
-                    print("sage-kernel: cancelling the jobs", file=sys.stderr)
-                    for other in jobs:
-                        other.cancel()
-                else:
-                    interrupted = True
-                    print("sage-kernel: stopping the jobs (they drain); Ctrl-C again to cancel", file=sys.stderr)
-                    for other in jobs:
-                        other.stop()
-            except JobFailedError as exc:
-                sys.stderr.write("".join(_user_traceback(exc)))
-                status = 1
-                break
-    return status
-
-
-def run(script: str, args: list[str]) -> int:
-    """Run `script` with `args` as its argv, then wait for its jobs; returns the exit status (see module docs)."""
+    from .observability.live_view import Monitor  # rich: loaded only for this command
 
     if not os.path.isfile(script):
         print(f"sage-kernel run: no such file: {script}", file=sys.stderr)
         return 2
-    started: list[Job] = []
-    lock = threading.Lock()
-
-    def watch(job: Job, graph: Any) -> None:
-        with lock:
-            started.append(job)
-
-    JobManager.add_listener(watch)
-    saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [script, *args]
-    script = os.path.abspath(script)
-    sys.path.insert(0, os.path.dirname(script))
     try:
-        try:
-            runpy.run_path(script, run_name="__main__")
-            status = 0
-        except SystemExit as exc:
-            status = _exit_status(exc.code)
-        except KeyboardInterrupt:
-            status = 130
-        except BaseException as exc:  # the user's error: show their traceback, not ours
-            sys.stderr.write("".join(_user_traceback(exc, script)))
-            status = 1
-        finally:
-            JobManager.remove_listener(watch)
-        with lock:
-            jobs = list(started)
-        if status:
-            # The script failed already and said why; its jobs need not run on.
-            for job in jobs:
-                job.cancel()
-            return status
-        # The script's jobs still run its code: they see its argv and path until they end.
-        return _wait_for_jobs(jobs)
+        for path in graphs or []:
+            output_format(path)  # a bad suffix fails now, not after the run
+    except ValueError as exc:
+        print(f"sage-kernel run: {exc}", file=sys.stderr)
+        return 2
+    monitor = Monitor(_view_mode(view), interval, expand)
+
+    def script_ended() -> None:
+        if script_run.exit_status:  # the script failed and says why: its jobs need not run on
+            for watched in monitor.jobs:
+                watched.job.cancel()
+        monitor.wake()
+
+    script_run = ScriptRun(script, args, on_done=script_ended)
+    JobManager.add_listener(monitor.watch)
+    try:
+        script_run.start()
+        monitor.run(script_run.done)
     finally:
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
+        JobManager.remove_listener(monitor.watch)
+        script_run.restore()
+    jobs = [watched.job for watched in monitor.jobs]
+    if monitor.interrupted:  # gave up waiting: nothing may run on behind the user's back
+        for job in jobs:
+            job.cancel()
+        return 130
+    monitor.print_summaries()
+    status = script_run.exit_status or 0
+    if script_run.error is not None:
+        sys.stderr.write(format_user_exception(script_run.error, full_traceback))
+    elif status == 0:
+        for job in jobs:
+            error = _job_error(job)
+            if error is not None:
+                sys.stderr.write(format_user_exception(error, full_traceback))
+                status = 1
+    for index, watched in enumerate(monitor.jobs):
+        for path in graphs or []:
+            status = _write_graph(topology(watched.graph, watched.job.job_id, watched.job.metrics()),
+                                  _numbered(path, index), expand) or status
+    return 130 if monitor.presses and status == 0 else status
 
 
-def _exit_status(code: Any) -> int:
-    """The process exit status `sys.exit(code)` means (None -> 0, int -> itself, else print and 1)."""
-    if code is None:
+# ---------------------------------------------------------------------- graph
+def _write_graph(topo: Topology, path: str, expand: bool) -> int:
+    """Write one graph file; returns 0, or 1 after printing why it could not be written."""
+    try:
+        write(topo, path, expand)
+    except (GraphvizMissing, RuntimeError, OSError) as exc:
+        print(f"sage-kernel: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def graph(script: str, args: list[str], outputs: list[str], text_format: str = "mermaid", expand: bool = False,
+          full_traceback: bool = False) -> int:
+    """Compile the first pipeline `script` submits, without running it, and write its execution graph.
+
+    With no `outputs`, prints it to stdout as `text_format` ("mermaid" or
+    "dot"). Returns 0, 1 when the script fails or submits no job or a file
+    cannot be written, 2 for a bad file name or a missing script.
+    """
+    if not os.path.isfile(script):
+        print(f"sage-kernel graph: no such file: {script}", file=sys.stderr)
+        return 2
+    try:
+        for path in outputs:
+            output_format(path)
+    except ValueError as exc:
+        print(f"sage-kernel graph: {exc}", file=sys.stderr)
+        return 2
+    with capture_submissions():
+        script_run = ScriptRun(script, args)
+        try:
+            script_run.run_here()
+        finally:
+            script_run.restore()
+    if not isinstance(script_run.error, SubmitIntercepted):
+        if script_run.error is not None:
+            sys.stderr.write(format_user_exception(script_run.error, full_traceback))
+            return 1
+        print(f"sage-kernel graph: {script} submitted no job (env.submit() was not called)", file=sys.stderr)
+        return script_run.exit_status or 1
+    compiled = script_run.error.graph
+    topo = topology(compiled, compiled.job_id)
+    if not outputs:
+        sys.stdout.write(to_dot(topo, expand) if text_format == "dot" else to_mermaid(topo, expand))
         return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
+    status = 0
+    for path in outputs:
+        status = _write_graph(topo, path, expand) or status
+        if status == 0:
+            print(f"sage-kernel graph: wrote {path}", file=sys.stderr)
+    return status
 
 
 # ---------------------------------------------------------------------- main
+_RUN_EPILOG = """\
+The script runs as `python SCRIPT ARGS...` would (__name__ == "__main__",
+sys.argv, the script's folder on sys.path), on a thread of its own, so it
+may block in env.submit(autostop=True). Every job it submits is shown until
+the script has returned and its jobs have ended.
+
+The view goes to stderr (the script's stdout stays clean). On a terminal it
+is live: one row per operator (--expand: per parallel instance) with
+records/s in and out over the last seconds, the share of each second spent
+busy (in the function), backpressured (waiting for room downstream) and
+idle (waiting for input), the fill of the input queue, and the bottleneck
+marked: the busiest task (busy >= 50%% of each second) that is not held
+back by its downstream (backpressured < 10%%). A progress bar with an ETA
+shows when every source is a list, tuple or range (their size is known).
+When stderr is not a terminal, one line per job every --interval seconds.
+At the end, a summary table per job (totals, time, average rates, shares).
+
+Ctrl-C once stops the jobs gracefully (sources end their streams, what was
+emitted drains through the pipeline; a script waiting in submit(autostop=True)
+then goes on); twice cancels them; a third time quits without waiting.
+
+Exit status: 130 after Ctrl-C; the script's own when it calls sys.exit(n)
+with n != 0; 1 when it raises (its traceback is printed without
+sage-kernel's frames, and its jobs are cancelled); otherwise 1 if a job it
+submitted failed (the job's error is printed), else 0.
+
+Options go before SCRIPT: everything after SCRIPT is the script's.
+"""
+
+_GRAPH_EPILOG = """\
+The script runs until its first env.submit(), which compiles the pipeline
+and ends the script there: nothing runs (a RayEnvironment still connects to
+or starts Ray first). The graph shows every operator with its kind and
+parallelism (--expand: every parallel instance), edges labelled with their
+routing strategy (hash, broadcast, round_robin; "mixed" when hash-keyed and
+unkeyed records share an edge) and, on operators with several inputs, the
+input number; services as hexagons, and a pipeline service linked to the
+from_service source that serves it. Which functions call a service is not
+written in the pipeline (call_service can be called from anywhere), so it
+is known only from a run: `sage-kernel run --graph PATH SCRIPT` draws the
+calls each operator made, with their counts.
+
+Outputs (-o, repeatable) take their format from the suffix: .mmd or
+.mermaid (Mermaid), .dot or .gv (Graphviz DOT text), .png and .svg
+(pictures drawn by Graphviz's `dot`). Pictures need Graphviz installed:
+apt-get install graphviz (Debian, Ubuntu), dnf install graphviz (Fedora),
+brew install graphviz (macOS). Without -o the graph is printed to stdout
+(--format).
+
+Options go before SCRIPT: everything after SCRIPT is the script's.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sage-kernel", description="sage-kernel: a Python dataflow runtime.")
+    parser = argparse.ArgumentParser(
+        prog="sage-kernel", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="sage-kernel: a Python dataflow runtime. Run a pipeline script with a live view of its "
+                    "jobs, draw its execution graph, or try the word-count demo.",
+        epilog="Run `sage-kernel COMMAND --help` for the options of each command.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo_parser = commands.add_parser("demo", help="word count over a shipped text; prints top words and throughput")
+
+    demo_parser = commands.add_parser(
+        "demo", help="word count over a shipped text; prints top words and throughput",
+        description="Count the words of a text shipped with the package (about 400 KB of generated English-like "
+                    "text) on the local backend, then print the top words and the throughput.")
     demo_parser.add_argument("--top", type=int, default=10, help="how many words to show (default 10)")
     demo_parser.add_argument("--parallelism", type=int, default=2, help="counting instances (default 2)")
     demo_parser.add_argument("--text", metavar="PATH", help="count the words of this UTF-8 file instead")
-    run_parser = commands.add_parser("run", help="run a pipeline script and wait for the jobs it submits")
+
+    run_parser = commands.add_parser(
+        "run", help="run a pipeline script with a live view of its jobs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a pipeline script and show the jobs it submits while they run: rates, busy/"
+                    "backpressured/idle shares, queue fill, the bottleneck, progress; a summary at the end.",
+        epilog=_RUN_EPILOG)
+    run_parser.add_argument("--view", choices=("auto", "live", "plain", "quiet"), default="auto",
+                            help="live: redraw in place (rich); plain: one line per job every --interval "
+                                 "seconds; quiet: nothing but errors; auto (default): live when stderr is a "
+                                 "terminal, else plain")
+    run_parser.add_argument("--interval", type=float, metavar="SECONDS",
+                            help="seconds between refreshes (default 1 live, 5 plain)")
+    run_parser.add_argument("--expand", action="store_true",
+                            help="one row per parallel instance instead of one per operator")
+    run_parser.add_argument("--graph", action="append", default=[], metavar="PATH",
+                            help="after the run, write each job's execution graph with the service calls seen "
+                                 "(suffix .mmd, .dot, .png or .svg; see `sage-kernel graph --help`; "
+                                 "a second job's file is PATH-2 and so on); repeatable")
+    run_parser.add_argument("--full-traceback", action="store_true",
+                            help="show sage-kernel's own frames in tracebacks too")
     run_parser.add_argument("script", help="path of the Python script")
     run_parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+    graph_parser = commands.add_parser(
+        "graph", help="write a script's execution graph as Mermaid, DOT, PNG or SVG, without running it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile the first pipeline a script submits, without running it, and write its execution "
+                    "graph: operators, parallel instances, edges with their routing strategy, services.",
+        epilog=_GRAPH_EPILOG)
+    graph_parser.add_argument("-o", "--output", action="append", default=[], metavar="PATH",
+                              help="write to PATH, format from its suffix (.mmd, .dot, .png, .svg); repeatable")
+    graph_parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid",
+                              help="text format printed to stdout when no -o is given (default mermaid)")
+    graph_parser.add_argument("--expand", action="store_true", help="draw every parallel instance as a node")
+    graph_parser.add_argument("--full-traceback", action="store_true",
+                              help="show sage-kernel's own frames in tracebacks too")
+    graph_parser.add_argument("script", help="path of the Python script")
+    graph_parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     return parser
 
 
@@ -228,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
             print("sage-kernel demo: --top and --parallelism must be >= 1", file=sys.stderr)
             return 2
         return demo(options.top, options.parallelism, options.text)
-    return run(options.script, options.args)
+    if options.command == "graph":
+        return graph(options.script, options.args, options.output, options.format, options.expand,
+                     options.full_traceback)
+    if options.interval is not None and options.interval <= 0:
+        print("sage-kernel run: --interval must be > 0", file=sys.stderr)
+        return 2
+    return run(options.script, options.args, options.view, options.interval, options.expand, options.graph,
+               options.full_traceback)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import JobFailedError
+from ..observability.prometheus import to_prometheus
+from ..observability.rates import RateWindow
 
 if TYPE_CHECKING:
     from .dispatcher import Dispatcher
@@ -30,6 +32,7 @@ class Job:
         self._lock = threading.Lock()
         self._dispatcher: "Dispatcher | None" = None
         self._callbacks: list[Callable[["Job"], None]] = []
+        self._rates = RateWindow()
 
     # ------------------------------------------------------------------ completion
     def _end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
@@ -88,12 +91,27 @@ class Job:
             self._dispatcher.cancel()
 
     # ------------------------------------------------------------------ insight
-    def metrics(self) -> dict[str, Any]:
-        """Per task instance: status, records in/out, errors, busy/idle/backpressure seconds."""
-        return self._dispatcher.metrics() if self._dispatcher is not None else {}
+    def metrics(self, format: str = "dict") -> dict[str, Any] | str:
+        """Metrics of every task and service instance, by instance name (services as `service:{name}`).
+
+        Per task: status, records in/out, errors, elapsed/busy/idle/backpressure
+        seconds (cumulative), input queue size/capacity/load, and over the last
+        few seconds records in/out per second and the busy/idle/backpressure
+        share of each second. Per service: calls, errors, expired requests,
+        latency p50/p99 and sum, calls per caller, calls per second. Rates come
+        from the difference with an earlier call's counters (see `RateWindow`):
+        the first call gives lifetime figures.
+
+        `format="prometheus"` returns the same as Prometheus text instead.
+        On Ray each call asks every actor (a round trip each).
+        """
+        if format not in ("dict", "prometheus"):
+            raise ValueError(f"metrics format must be 'dict' or 'prometheus', got {format!r}")
+        metrics = self._rates.annotate(self._dispatcher.metrics() if self._dispatcher is not None else {})
+        return to_prometheus(self.job_id, self.status, metrics) if format == "prometheus" else metrics
 
     def routing_info(self) -> dict[str, Any]:
-        """Per task instance: its broadcast groups, connections, target names and queue ids."""
+        """Per task instance: its broadcast groups with their strategy, connections, target names and queue ids."""
         return self._dispatcher.routing_info() if self._dispatcher is not None else {}
 
     def __repr__(self) -> str:

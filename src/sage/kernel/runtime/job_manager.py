@@ -41,6 +41,9 @@ class JobManager:
     graphs: dict[str, ExecutionGraph] = {}
     _listeners: list[Callable[[Job, ExecutionGraph], None]] = []
     _lock = threading.Lock()
+    submit_hook: Callable[["BaseEnvironment"], Job] | None = None
+    """When set, `submit(env)` returns `submit_hook(env)` and starts nothing (`sage-kernel graph`
+    sets it to compile a script's pipeline without running it)."""
 
     @classmethod
     def add_listener(cls, listener: Callable[[Job, ExecutionGraph], None]) -> None:
@@ -73,6 +76,8 @@ class JobManager:
 
     @classmethod
     def submit(cls, env: "BaseEnvironment") -> Job:
+        if cls.submit_hook is not None:
+            return cls.submit_hook(env)
         job_id = f"{env.name}-{uuid.uuid4().hex[:8]}"
         backend = create_backend(env)
         graph = cls.compile(env, job_id, backend)

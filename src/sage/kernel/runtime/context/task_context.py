@@ -16,7 +16,8 @@ class TaskContext(RuntimeContext):
 
     `input_qd` is the task's input queue (None for sources),
     `downstream_groups` its outgoing connections
-    (`{broadcast_index: {parallel_index: Connection}}`), `upstream_names`
+    (`{broadcast_index: {parallel_index: Connection}}`) and `group_strategies`
+    how records are routed to each group, `upstream_names`
     the instances it expects a stop signal from. The router and the
     stop/cancel events exist only where the task runs (after `attach()`).
     """
@@ -27,13 +28,14 @@ class TaskContext(RuntimeContext):
                  config: JobConfig, input_qd: BaseQueueDescriptor | None,
                  downstream_groups: dict[int, dict[int, Connection]], upstream_names: list[str],
                  service_qds: dict[str, BaseQueueDescriptor], service_methods: dict[str, frozenset[str]],
-                 response_qd: BaseQueueDescriptor) -> None:
+                 response_qd: BaseQueueDescriptor, group_strategies: dict[int, str] | None = None) -> None:
         self.basename = basename
         self.kind = kind
         self.parallel_index = parallel_index
         self.parallelism = parallelism
         self.input_qd = input_qd
         self.downstream_groups = downstream_groups
+        self.group_strategies = dict(group_strategies or {})
         self.upstream_names = list(upstream_names)
         super().__init__(name, job_id, config, service_qds, service_methods, response_qd)
 
@@ -52,10 +54,15 @@ class TaskContext(RuntimeContext):
         return self.router.send_stop_signal(signal or StopSignal("Stop", source=self.name))
 
     def get_routing_info(self) -> dict[str, Any]:
-        """This task's routing: per broadcast group its connections, target names and queue ids."""
+        """This task's routing: per broadcast group its strategy, connections, target names and queue ids."""
+        groups = self.router.get_connections_info()
+        for index, group in groups.items():
+            group["strategy"] = self.group_strategies.get(index, "round_robin")
         return {
             "name": self.name,
+            "operator": self.basename,
+            "parallel_index": self.parallel_index,
             "input_queue_id": self.input_qd.queue_id if self.input_qd is not None else None,
             "upstream_names": list(self.upstream_names),
-            "groups": self.router.get_connections_info(),
+            "groups": groups,
         }

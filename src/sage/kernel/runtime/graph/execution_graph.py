@@ -52,6 +52,8 @@ class TaskNode:
     input_qd: BaseQueueDescriptor | None
     downstream_groups: dict[int, dict[int, Connection]] = dataclasses.field(default_factory=dict)
     upstream_names: list[str] = dataclasses.field(default_factory=list)
+    group_strategies: dict[int, str] = dataclasses.field(default_factory=dict)
+    """Per broadcast group: how records are routed to it (see `routing_strategies`)."""
     bounded_size: int | None = None
     detached: bool = False
 
@@ -86,6 +88,26 @@ class ServiceNode:
         hidden = {"setup", "cleanup", "call_service", "call_service_async"}
         return frozenset(n for n in dir(self.service_class)
                          if not n.startswith("_") and n not in hidden and callable(getattr(self.service_class, n)))
+
+
+def routing_strategies(transformations: list[Transformation]) -> dict[int, str]:
+    """How each transformation's output is routed, by `id(transformation)` (inputs listed first).
+
+    A keyby routes by its strategy ("hash", "broadcast", "round_robin"). Other
+    operators keep the hash key a record came with and route everything else
+    round-robin (see the operators), so their output is "hash" when all their
+    inputs are hash-routed, "round_robin" when none is, and "mixed" (hash for
+    the records of keyed inputs) otherwise. Records a flatmap emits from
+    `close()` carry no key and always go round-robin.
+    """
+    strategies: dict[int, str] = {}
+    for t in transformations:
+        if t.kind == "keyby":
+            strategies[id(t)] = t.strategy or "hash"
+        else:
+            hashed = {strategies[id(i)] == "hash" for i in t.inputs}
+            strategies[id(t)] = "mixed" if len(hashed) > 1 else "hash" if hashed == {True} else "round_robin"
+    return strategies
 
 
 class ExecutionGraph:
@@ -125,8 +147,9 @@ class ExecutionGraph:
             self.by_transformation[id(t)] = [
                 self._add_node(t, index, named_queues, queue_maxsize) for index in range(t.parallelism)
             ]
+        strategies = routing_strategies(transformations)
         for t in transformations:
-            self._connect(t)
+            self._connect(t, strategies)
         owners = list(self.nodes) + [f"service:{n}" for n, node in self.services.items() if not node.pipeline]
         self.response_qds: dict[str, BaseQueueDescriptor] = {
             owner: self._queue(f"{owner}.responses", 0, owner) for owner in owners
@@ -161,11 +184,12 @@ class ExecutionGraph:
         self.nodes[name] = node
         return node
 
-    def _connect(self, t: Transformation) -> None:
+    def _connect(self, t: Transformation, strategies: dict[int, str]) -> None:
         targets = self.by_transformation[id(t)]
         for input_index, upstream in enumerate(t.inputs):
             for source in self.by_transformation[id(upstream)]:
                 group = len(source.downstream_groups)
+                source.group_strategies[group] = strategies[id(upstream)]
                 source.downstream_groups[group] = {
                     target.parallel_index: Connection(group, target.parallel_index, target.name,
                                                       target.input_qd, input_index)

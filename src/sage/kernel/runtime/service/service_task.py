@@ -43,6 +43,8 @@ class ServiceTask:
         self.expired = 0
         self.status = "created"
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._latency_sum = 0.0
+        self._callers: collections.Counter[str] = collections.Counter()
         self._stats_lock = threading.Lock()
         self._responses = ResponseQueues()
         # The methods callers may name (hooks and helpers are not among them): the service side
@@ -121,7 +123,10 @@ class ServiceTask:
         with self._stats_lock:
             self.calls += 1
             self.errors += failed
-            self._latencies.append(time.monotonic() - started)
+            latency = time.monotonic() - started
+            self._latencies.append(latency)
+            self._latency_sum += latency
+            self._callers[request.caller] += 1
 
     def _respond(self, request: ServiceRequest, response: ServiceResponse) -> None:
         try:
@@ -142,13 +147,19 @@ class ServiceTask:
             self._respond(request, ServiceResponse(request.request_id, False, failure=stopped))
 
     def metrics(self) -> dict[str, Any]:
-        """Calls, errors, expired requests and latency percentiles (seconds) of this service."""
+        """Calls, errors, expired requests, latency (seconds: p50 and p99 of the last
+        `LATENCY_SAMPLES` calls, sum of all), calls per caller instance, request queue fill."""
         with self._stats_lock:
             samples = sorted(self._latencies)
-            calls, errors, expired = self.calls, self.errors, self.expired
+            calls, errors, expired, latency_sum = self.calls, self.errors, self.expired, self._latency_sum
+            callers = dict(self._callers)
+        request_qd = self.ctx.request_qd
+        queued = request_qd.qsize() if self.status == "running" and request_qd.is_initialized() else None
 
         def percentile(p: float) -> float | None:
             return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else None
 
-        return {"name": self.name, "kind": "service", "status": self.status, "calls": calls, "errors": errors,
-                "expired": expired, "latency_p50": percentile(0.50), "latency_p99": percentile(0.99)}
+        return {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status, "calls": calls, "errors": errors,
+                "expired": expired, "latency_p50": percentile(0.50), "latency_p99": percentile(0.99),
+                "latency_sum": latency_sum, "callers": callers, "request_queue_size": queued,
+                "request_queue_maxsize": request_qd.maxsize}
