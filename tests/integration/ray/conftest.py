@@ -1,4 +1,5 @@
-"""Fixtures for pipelines on RayEnvironment (helpers live in ray_job_support.py).
+"""Fixtures for pipelines on RayEnvironment (helpers live in ray_job_support.py; tests/conftest.py
+cancels the jobs a test leaves running).
 
 This directory has no __init__.py on purpose: a package here would be named
 `ray` and hide the real one. Test modules therefore import as top-level
@@ -13,8 +14,6 @@ import ray
 import ray_job_support
 from ray_job_support import Collector
 
-from sage.kernel.runtime.job_manager import JobManager
-
 
 @pytest.fixture(autouse=True)
 def test_ray(ray_cluster):
@@ -28,17 +27,6 @@ def ship_test_code(request):
     cloudpickle.register_pickle_by_value(request.module)
     cloudpickle.register_pickle_by_value(ray_job_support)
     yield
-
-
-@pytest.fixture(autouse=True)
-def cancel_leftover_jobs():
-    """Cancel every job a test started and left running, so a failing test leaves no actors busy."""
-    before = set(JobManager.jobs)
-    yield
-    for job_id in set(JobManager.jobs) - before:
-        job = JobManager.jobs[job_id]
-        if not job.done():
-            job.cancel()
 
 
 @pytest.fixture(scope="module")

@@ -100,18 +100,18 @@ def _lock_in_service(env: RayEnvironment) -> None:
 def test_what_cannot_travel_fails_at_submit_naming_it_and_starts_nothing(build, named, refused, transport):
     env = RayEnvironment("unshippable", config={"transport": transport})
     build(env)
-    jobs, alive = set(JobManager.jobs), alive_actor_ids()
+    jobs, alive = JobManager.running_jobs(), alive_actor_ids()
     with pytest.raises(PipelineError, match=f"{named} cannot be shipped to a Ray actor: .*'{refused}'"):
         env.submit()
-    assert set(JobManager.jobs) == jobs
+    assert JobManager.running_jobs() == jobs
     assert alive_actor_ids() == alive
 
 
 def test_resource_options_ray_rejects_fail_at_submit_naming_the_operator():
     env = RayEnvironment("bad-resources")
     env.from_batch([1]).map(lambda x: x, resources={"num_cpu": 1}).sink(lambda x: None)
-    jobs, alive = set(JobManager.jobs), alive_actor_ids()
+    jobs, alive = JobManager.running_jobs(), alive_actor_ids()
     with pytest.raises(PipelineError, match="operator map_0: bad Ray resources .*num_cpu"):
         env.submit()
-    assert set(JobManager.jobs) == jobs
+    assert JobManager.running_jobs() == jobs
     assert alive_actor_ids() == alive

@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 import uuid
 from typing import Any, Callable
 
@@ -47,7 +48,7 @@ CONTROL_TIMEOUT = 5.0
 """Seconds the driver waits for an actor's metrics or routing answer."""
 
 ACTOR_START_TIMEOUT = 120.0
-"""Seconds `prepare()` waits for an actor to start hosting its rpc queues (resources may be scarce)."""
+"""Seconds `prepare()` waits for the actors to start hosting their rpc queues (resources may be scarce)."""
 
 SHUTDOWN_TIMEOUT = 30.0
 """Seconds a second `shutdown()` caller waits for the first one to finish."""
@@ -307,9 +308,10 @@ class RayBackend:
         addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)
                      for owner, queues in by_owner.items()}
         replacements = {}
+        deadline = time.monotonic() + ACTOR_START_TIMEOUT
         for owner, ref in addresses.items():
             try:
-                host, port = ray.get(ref, timeout=ACTOR_START_TIMEOUT)
+                host, port = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
                 self.shutdown()
                 raise PipelineError(f"the actor of {owner} did not start within {ACTOR_START_TIMEOUT:.0f} s "
