@@ -190,7 +190,8 @@ def main() -> None:
         print(f"job ray / job rpc: {rates['job ray'] / rates['job rpc']:.2f}x")
     print(f"no-op Ray actor call round trip: {round_trip:,.0f} us")
     for transport, p50 in calls.items():
-        print(f"sync service call over {transport}: p50 {p50 * 1e6:,.0f} us = {p50 * 1e6 / round_trip:.1f} no-op actor calls")
+        micros = p50 * 1e6
+        print(f"sync service call over {transport}: p50 {micros:,.0f} us = {micros / round_trip:.1f} no-op actor calls")
 
 
 if __name__ == "__main__":
