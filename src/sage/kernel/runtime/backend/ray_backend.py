@@ -238,6 +238,7 @@ class RayBackend:
         self._actors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shut_down = False
+        self._killed: set[str] = set()
         self._gone = threading.Event()
 
     def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
@@ -338,14 +339,20 @@ class RayBackend:
         """Kill the job's actors and its queues; nothing of the job stays in the cluster.
 
         Blocks until Ray reports them dead (a few seconds at most). The first
-        call does the work; a later one (from another thread) waits for it, up
-        to `SHUTDOWN_TIMEOUT` seconds. Errors are logged, never raised: this
-        runs on the way out of a job that may be failing already.
+        call does the work; a later one kills the actors created since (an
+        instance whose start raced a failure) and waits for the first, up to
+        `SHUTDOWN_TIMEOUT` seconds. Errors are logged, never raised: this runs
+        on the way out of a job that may be failing already.
         """
         with self._lock:
             first, self._shut_down = not self._shut_down, True
-            actors = list(self._actors.values())
+            actors = [actor for name, actor in self._actors.items() if name not in self._killed]
+            self._killed.update(self._actors)
         if not first:
+            try:
+                kill_and_wait(actors)
+            except Exception as exc:
+                logger.warning("killing late actors of Ray job namespace %s: %r", self.namespace, exc)
             self._gone.wait(SHUTDOWN_TIMEOUT)
             return
         try:
