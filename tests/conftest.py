@@ -34,6 +34,9 @@ import pytest
 
 # Read by Ray when it is imported (ray_constants.ENABLE_RAY_CLUSTER): must be set first.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Ray's driver may replace builtins.print with its tqdm-safe wrapper; tests that name
+# operators after their callable (`.sink(print)` -> "print_0") need the real one.
+os.environ["RAY_TQDM_PATCH_PRINT"] = "0"
 
 RAY_NUM_CPUS = 16
 
