@@ -10,8 +10,10 @@ import argparse
 import os
 import re
 import sys
+import textwrap
 import time
 from importlib import resources
+from typing import Any
 
 from . import JobFailedError, LocalEnvironment
 from .api.function import FlatMapFunction, SinkFunction
@@ -108,6 +110,23 @@ def _numbered(path: str, index: int) -> str:
     return f"{stem}-{index + 1}{suffix}"
 
 
+def _usable(script: str, outputs: list[str], command: str) -> bool:
+    """Whether `script` exists and every graph output has a known suffix; says why not on stderr.
+
+    Checked before the script runs, so a typo does not cost a whole run.
+    """
+    if not os.path.isfile(script):
+        print(f"sage-kernel {command}: no such file: {script}", file=sys.stderr)
+        return False
+    try:
+        for path in outputs:
+            output_format(path)
+    except ValueError as exc:
+        print(f"sage-kernel {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _job_error(job: Job) -> JobFailedError | None:
     """The error `job.wait()` raises for a failed job (with the task's exception as its cause)."""
     try:
@@ -129,20 +148,13 @@ def run(script: str, args: list[str], view: str = "auto", interval: float | None
     """
     from .observability.live_view import Monitor  # rich: loaded only for this command
 
-    if not os.path.isfile(script):
-        print(f"sage-kernel run: no such file: {script}", file=sys.stderr)
-        return 2
-    try:
-        for path in graphs or []:
-            output_format(path)  # a bad suffix fails now, not after the run
-    except ValueError as exc:
-        print(f"sage-kernel run: {exc}", file=sys.stderr)
+    if not _usable(script, graphs or [], "run"):
         return 2
     monitor = Monitor(_view_mode(view), interval, expand)
 
     def script_ended() -> None:
         if script_run.exit_status:  # the script failed and says why: its jobs need not run on
-            for watched in monitor.jobs:
+            for watched in monitor.watched():
                 watched.job.cancel()
         monitor.wake()
 
@@ -154,7 +166,7 @@ def run(script: str, args: list[str], view: str = "auto", interval: float | None
     finally:
         JobManager.remove_listener(monitor.watch)
         script_run.restore()
-    jobs = [watched.job for watched in monitor.jobs]
+    jobs = [watched.job for watched in monitor.watched()]
     if monitor.interrupted:  # gave up waiting: nothing may run on behind the user's back
         for job in jobs:
             job.cancel()
@@ -169,7 +181,7 @@ def run(script: str, args: list[str], view: str = "auto", interval: float | None
             if error is not None:
                 sys.stderr.write(format_user_exception(error, full_traceback))
                 status = 1
-    for index, watched in enumerate(monitor.jobs):
+    for index, watched in enumerate(monitor.watched()):
         for path in graphs or []:
             status = _write_graph(topology(watched.graph, watched.job.job_id, watched.job.metrics()),
                                   _numbered(path, index), expand) or status
@@ -195,14 +207,7 @@ def graph(script: str, args: list[str], outputs: list[str], text_format: str = "
     "dot"). Returns 0, 1 when the script fails or submits no job or a file
     cannot be written, 2 for a bad file name or a missing script.
     """
-    if not os.path.isfile(script):
-        print(f"sage-kernel graph: no such file: {script}", file=sys.stderr)
-        return 2
-    try:
-        for path in outputs:
-            output_format(path)
-    except ValueError as exc:
-        print(f"sage-kernel graph: {exc}", file=sys.stderr)
+    if not _usable(script, outputs, "graph"):
         return 2
     with capture_submissions():
         script_run = ScriptRun(script, args)
@@ -223,9 +228,10 @@ def graph(script: str, args: list[str], outputs: list[str], text_format: str = "
         return 0
     status = 0
     for path in outputs:
-        status = _write_graph(topo, path, expand) or status
-        if status == 0:
+        failed = _write_graph(topo, path, expand)
+        if not failed:
             print(f"sage-kernel graph: wrote {path}", file=sys.stderr)
+        status = failed or status
     return status
 
 
@@ -241,8 +247,8 @@ is live: one row per operator (--expand: per parallel instance) with
 records/s in and out over the last seconds, the share of each second spent
 busy (in the function), backpressured (waiting for room downstream) and
 idle (waiting for input), the fill of the input queue, and the bottleneck
-marked: the busiest task (busy >= 50%% of each second) that is not held
-back by its downstream (backpressured < 10%%). A progress bar with an ETA
+marked: the busiest task (busy >= 50% of each second) that is not held
+back by its downstream (backpressured < 10%). A progress bar with an ETA
 shows when every source is a list, tuple or range (their size is known).
 When stderr is not a terminal, one line per job every --interval seconds.
 At the end, a summary table per job (totals, time, average rates, shares).
@@ -286,8 +292,8 @@ Options go before SCRIPT: everything after SCRIPT is the script's.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sage-kernel", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="sage-kernel: a Python dataflow runtime. Run a pipeline script with a live view of its "
-                    "jobs, draw its execution graph, or try the word-count demo.",
+        description=textwrap.fill("sage-kernel: a Python dataflow runtime. Run a pipeline script with a live view "
+                                  "of its jobs, draw its execution graph, or try the word-count demo.", 79),
         epilog="Run `sage-kernel COMMAND --help` for the options of each command.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -299,12 +305,10 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--parallelism", type=int, default=2, help="counting instances (default 2)")
     demo_parser.add_argument("--text", metavar="PATH", help="count the words of this UTF-8 file instead")
 
-    run_parser = commands.add_parser(
-        "run", help="run a pipeline script with a live view of its jobs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run a pipeline script and show the jobs it submits while they run: rates, busy/"
-                    "backpressured/idle shares, queue fill, the bottleneck, progress; a summary at the end.",
-        epilog=_RUN_EPILOG)
+    run_parser = _script_command(
+        commands, "run", "run a pipeline script with a live view of its jobs",
+        "Run a pipeline script and show the jobs it submits while they run: rates, busy/backpressured/idle "
+        "shares, queue fill, the bottleneck, progress; a summary at the end.", _RUN_EPILOG)
     run_parser.add_argument("--view", choices=("auto", "live", "plain", "quiet"), default="auto",
                             help="live: redraw in place (rich); plain: one line per job every --interval "
                                  "seconds; quiet: nothing but errors; auto (default): live when stderr is a "
@@ -317,27 +321,32 @@ def _parser() -> argparse.ArgumentParser:
                             help="after the run, write each job's execution graph with the service calls seen "
                                  "(suffix .mmd, .dot, .png or .svg; see `sage-kernel graph --help`; "
                                  "a second job's file is PATH-2 and so on); repeatable")
-    run_parser.add_argument("--full-traceback", action="store_true",
-                            help="show sage-kernel's own frames in tracebacks too")
-    run_parser.add_argument("script", help="path of the Python script")
-    run_parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    _add_script_arguments(run_parser)
 
-    graph_parser = commands.add_parser(
-        "graph", help="write a script's execution graph as Mermaid, DOT, PNG or SVG, without running it",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Compile the first pipeline a script submits, without running it, and write its execution "
-                    "graph: operators, parallel instances, edges with their routing strategy, services.",
-        epilog=_GRAPH_EPILOG)
+    graph_parser = _script_command(
+        commands, "graph", "write a script's execution graph as Mermaid, DOT, PNG or SVG, without running it",
+        "Compile the first pipeline a script submits, without running it, and write its execution graph: "
+        "operators, parallel instances, edges with their routing strategy, services.", _GRAPH_EPILOG)
     graph_parser.add_argument("-o", "--output", action="append", default=[], metavar="PATH",
                               help="write to PATH, format from its suffix (.mmd, .dot, .png, .svg); repeatable")
     graph_parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid",
                               help="text format printed to stdout when no -o is given (default mermaid)")
     graph_parser.add_argument("--expand", action="store_true", help="draw every parallel instance as a node")
-    graph_parser.add_argument("--full-traceback", action="store_true",
-                              help="show sage-kernel's own frames in tracebacks too")
-    graph_parser.add_argument("script", help="path of the Python script")
-    graph_parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    _add_script_arguments(graph_parser)
     return parser
+
+
+def _script_command(commands: Any, name: str, summary: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A subcommand that runs a user script; its epilog is printed as written."""
+    return commands.add_parser(name, help=summary, description=textwrap.fill(description, 79), epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_script_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `graph` both take last: the traceback option, the script and its arguments."""
+    parser.add_argument("--full-traceback", action="store_true", help="show sage-kernel's own frames in tracebacks too")
+    parser.add_argument("script", help="path of the Python script")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Callable
 
 from .topology import Edge, OperatorNode, ServiceNode, Topology
 
@@ -91,93 +90,103 @@ def _notes(topology: Topology) -> list[str]:
     return notes
 
 
-# ---------------------------------------------------------------------- Mermaid
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+# ---------------------------------------------------------------------- the two syntaxes
+_STYLES = {"source": 'shape=box, style="rounded,filled", fillcolor="#e3f2fd"',
+           "batch": 'shape=box, style="rounded,filled", fillcolor="#e3f2fd"',
+           "sink": "shape=box, peripheries=2",
+           "service": 'shape=hexagon, style=filled, fillcolor="#fff3e0"'}
+"""Graphviz attributes per node kind (other operators are plain boxes)."""
 
 
-def _mermaid_node(node_id: str, lines: list[str], kind: str) -> str:
-    label = '"' + "<br/>".join(_mermaid_text(line) for line in lines) + '"'
-    shape = {"source": f"([{label}])", "batch": f"([{label}])", "sink": f"[[{label}]]",
-             "service": f"{{{{{label}}}}}"}.get(kind, f"[{label}]")
-    return f"{node_id}{shape}"
+class _Mermaid:
+    """Statements of a Mermaid flowchart."""
+
+    @staticmethod
+    def text(text: str) -> str:
+        return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+    def header(self, name: str, notes: list[str]) -> list[str]:
+        return [f"%% sage-kernel execution graph: {name}"] + [f"%% {note}" for note in notes] + ["flowchart LR"]
+
+    def footer(self) -> list[str]:
+        return []
+
+    def cluster(self, cluster_id: str, label: list[str], body: list[str]) -> list[str]:
+        return [f'    subgraph {cluster_id} ["{self.text(" · ".join(label))}"]', *body, "    end"]
+
+    def node(self, node_id: str, label: list[str], kind: str) -> str:
+        text = '"' + "<br/>".join(self.text(line) for line in label) + '"'
+        shape = {"source": f"([{text}])", "batch": f"([{text}])", "sink": f"[[{text}]]",
+                 "service": f"{{{{{text}}}}}"}.get(kind, f"[{text}]")
+        return f"{node_id}{shape}"
+
+    def edge(self, source: str, target: str, label: str, dashed: bool = False) -> str:
+        return f"{source} {'-.->' if dashed else '-->'}|{self.text(label)}| {target}"
 
 
-def to_mermaid(topology: Topology, expand: bool = False) -> str:
-    """A Mermaid flowchart (left to right) of `topology`; `expand` draws every parallel instance."""
-    lines = [f"%% sage-kernel execution graph: {topology.name}"]
-    lines += [f"%% {note}" for note in _notes(topology)]
-    lines.append("flowchart LR")
+class _Dot:
+    """Statements of a Graphviz digraph."""
+
+    @staticmethod
+    def text(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    def header(self, name: str, notes: list[str]) -> list[str]:
+        return [f"// sage-kernel execution graph: {name}", *(f"// {note}" for note in notes),
+                f"digraph {self.text(name)} {{", '    graph [rankdir=LR, fontname="Helvetica"];',
+                '    node [fontname="Helvetica"];', '    edge [fontname="Helvetica", fontsize=10];']
+
+    def footer(self) -> list[str]:
+        return ["}"]
+
+    def cluster(self, cluster_id: str, label: list[str], body: list[str]) -> list[str]:
+        return [f"    subgraph cluster_{cluster_id} {{", f"        label={self.text(chr(10).join(label))};", *body,
+                "    }"]
+
+    def node(self, node_id: str, label: list[str], kind: str) -> str:
+        return f"{node_id} [label={self.text(chr(10).join(label))}, {_STYLES.get(kind, 'shape=box')}];"
+
+    def edge(self, source: str, target: str, label: str, dashed: bool = False) -> str:
+        return f"{source} -> {target} [{'style=dashed, ' if dashed else ''}label={self.text(label)}];"
+
+
+def _draw(topology: Topology, expand: bool, syntax: _Mermaid | _Dot) -> str:
+    lines = syntax.header(topology.name, _notes(topology))
     for op in topology.operators:
         if expand:
-            lines.append(f'    subgraph {op.id} ["{_mermaid_text(" · ".join(_operator_label(op)))}"]')
-            lines += [f"        {_mermaid_node(_instance_id(op, i), [name], op.kind)}"
-                      for i, name in enumerate(op.instances)]
-            lines.append("    end")
+            lines += syntax.cluster(op.id, _operator_label(op), [
+                f"        {syntax.node(_instance_id(op, i), [name], op.kind)}" for i, name in enumerate(op.instances)])
         else:
-            lines.append(f"    {_mermaid_node(op.id, _operator_label(op), op.kind)}")
-    for service in topology.services:
-        lines.append(f"    {_mermaid_node(service.id, _service_label(service), 'service')}")
-    if expand:
-        lines += [f"    {a} -->|{_mermaid_text(label)}| {b}" for a, b, label in _expanded_edges(topology)]
-    else:
-        lines += [f"    {e.source} -->|{_mermaid_text(_edge_label(e))}| {e.target}" for e in topology.edges]
-    lines += _served_by_lines(topology, expand, lambda a, b: f"    {a} -.->|serves| {b}")
-    lines += [f"    {a} -.->|calls: {calls:,}| {b}" for a, b, calls in _caller_edges(topology, expand)]
-    return "\n".join(lines) + "\n"
+            lines.append(f"    {syntax.node(op.id, _operator_label(op), op.kind)}")
+    lines += [f"    {syntax.node(s.id, _service_label(s), 'service')}" for s in topology.services]
+    edges = _expanded_edges(topology) if expand else [(e.source, e.target, _edge_label(e)) for e in topology.edges]
+    lines += [f"    {syntax.edge(a, b, label)}" for a, b, label in edges]
+    lines += [f"    {syntax.edge(a, b, 'serves', dashed=True)}" for a, b in _served_by(topology, expand)]
+    lines += [f"    {syntax.edge(a, b, f'calls: {calls:,}', dashed=True)}"
+              for a, b, calls in _caller_edges(topology, expand)]
+    return "\n".join(lines + syntax.footer()) + "\n"
 
 
-def _served_by_lines(topology: Topology, expand: bool, line: Callable[[str, str], str]) -> list[str]:
+def _served_by(topology: Topology, expand: bool) -> list[tuple[str, str]]:
+    """(service node id, node id of the source instance or operator serving it) of pipeline services."""
     ops = {op.id: op for op in topology.operators}
     found = []
     for service in topology.services:
         if service.served_by is not None:
             op = ops[service.served_by]
             targets = [_instance_id(op, i) for i in range(len(op.instances))] if expand else [op.id]
-            found += [line(service.id, target) for target in targets]
+            found += [(service.id, target) for target in targets]
     return found
 
 
-# ---------------------------------------------------------------------- DOT
-def _dot_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _dot_node(node_id: str, label: str, kind: str) -> str:
-    style = {"source": 'shape=box, style="rounded,filled", fillcolor="#e3f2fd"',
-             "batch": 'shape=box, style="rounded,filled", fillcolor="#e3f2fd"',
-             "sink": 'shape=box, peripheries=2',
-             "service": 'shape=hexagon, style=filled, fillcolor="#fff3e0"'}.get(kind, "shape=box")
-    return f"{node_id} [label={_dot_string(label)}, {style}];"
+def to_mermaid(topology: Topology, expand: bool = False) -> str:
+    """A Mermaid flowchart (left to right) of `topology`; `expand` draws every parallel instance."""
+    return _draw(topology, expand, _Mermaid())
 
 
 def to_dot(topology: Topology, expand: bool = False) -> str:
     """A Graphviz digraph (left to right) of `topology`; `expand` draws every parallel instance."""
-    lines = [f"// sage-kernel execution graph: {topology.name}"]
-    lines += [f"// {note}" for note in _notes(topology)]
-    lines += [f"digraph {_dot_string(topology.name)} {{",
-              '    graph [rankdir=LR, fontname="Helvetica"];',
-              '    node [fontname="Helvetica"];',
-              '    edge [fontname="Helvetica", fontsize=10];']
-    for op in topology.operators:
-        if expand:
-            lines.append(f"    subgraph cluster_{op.id} {{")
-            lines.append(f"        label={_dot_string(chr(10).join(_operator_label(op)))};")
-            lines += [f"        {_dot_node(_instance_id(op, i), name, op.kind)}" for i, name in enumerate(op.instances)]
-            lines.append("    }")
-        else:
-            lines.append(f"    {_dot_node(op.id, chr(10).join(_operator_label(op)), op.kind)}")
-    for service in topology.services:
-        lines.append(f"    {_dot_node(service.id, chr(10).join(_service_label(service)), 'service')}")
-    if expand:
-        lines += [f"    {a} -> {b} [label={_dot_string(label)}];" for a, b, label in _expanded_edges(topology)]
-    else:
-        lines += [f"    {e.source} -> {e.target} [label={_dot_string(_edge_label(e))}];" for e in topology.edges]
-    lines += _served_by_lines(topology, expand, lambda a, b: f'    {a} -> {b} [style=dashed, label="serves"];')
-    lines += [f'    {a} -> {b} [style=dashed, label="calls: {calls:,}"];' for a, b, calls in
-              _caller_edges(topology, expand)]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return _draw(topology, expand, _Dot())
 
 
 # ---------------------------------------------------------------------- files

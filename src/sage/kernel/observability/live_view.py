@@ -25,6 +25,7 @@ from ..runtime.graph import ExecutionGraph
 from ..runtime.job import Job
 from .job_view import Progress, Row, operator_rows, progress, service_rows
 from .rates import lifetime
+from .waker import Waker, catch_ctrl_c
 
 MODES = ("live", "plain", "quiet")
 SOURCE_KINDS = ("source", "batch")
@@ -224,7 +225,7 @@ class Monitor:
         self.interrupted = False
         """True when `run()` gave up waiting (Ctrl-C a third time, or while no job ran)."""
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._waker = Waker()
 
     # called from the script's thread (JobManager listener) and from job callbacks
     def watch(self, job: Job, graph: ExecutionGraph) -> None:
@@ -240,44 +241,57 @@ class Monitor:
         self.wake()
 
     def wake(self) -> None:
-        """Refresh now rather than at the next interval (a job or the script ended)."""
-        self._wake.set()
+        """Refresh now rather than at the next interval (a job or the script ended). Any thread."""
+        self._waker.wake()
 
-    def _watched(self) -> list[WatchedJob]:
+    def _pressed(self) -> None:
+        # In the SIGINT handler: count and wake, nothing that could block.
+        self.presses += 1
+        self._waker.wake()
+
+    def watched(self) -> list[WatchedJob]:
+        """The jobs shown so far (a snapshot; safe from any thread)."""
         with self._lock:
             return list(self.jobs)
 
     # on the main thread
     def run(self, script_done: threading.Event) -> None:
-        """Show the jobs until `script_done` is set and every job has ended.
+        """Show the jobs until `script_done` is set and every job has ended; then release the monitor.
 
         Ctrl-C once: running jobs stop gracefully (sources end, everything
         in flight drains); twice: they are cancelled; a third time, or a
         first one while no job runs: give up waiting (`interrupted` is True).
+        Ctrl-C is handled this way only when `run` is called on the main
+        thread (elsewhere it is not delivered to this thread anyway).
         """
         live = Live(console=self.console, auto_refresh=False, transient=True,
                     redirect_stdout=sys.stdout.isatty(), redirect_stderr=True) if self.mode == "live" else None
         reported: set[str] = set()
-        if live is not None:
-            live.start()
-        try:
-            while not (script_done.is_set() and all(w.job.done() for w in self._watched())):
-                try:
-                    self._wake.wait(self.interval)
-                    self._wake.clear()
-                    self._show(live, reported)
-                except KeyboardInterrupt:
-                    self.presses += 1
-                    if not self._interrupt(self.presses):
-                        self.interrupted = True
-                        return
-        finally:
+        handled = 0
+        with catch_ctrl_c(self._pressed):
             if live is not None:
-                live.stop()
+                live.start()
+            try:
+                while True:
+                    if self.presses > handled:
+                        handled += 1
+                        if not self._interrupt(handled):
+                            self.interrupted = True
+                            return
+                        continue
+                    if script_done.is_set() and all(w.job.done() for w in self.watched()):
+                        self._show(live, reported)  # every job's last state, once
+                        return
+                    self._waker.wait(self.interval)
+                    self._show(live, reported)
+            finally:
+                if live is not None:
+                    live.stop()
+                self._waker.close()
 
     def _interrupt(self, presses: int) -> bool:
         """Act on the `presses`-th Ctrl-C; False when the monitor should give up waiting."""
-        running = [w.job for w in self._watched() if not w.job.done()]
+        running = [w.job for w in self.watched() if not w.job.done()]
         if presses == 1 and running:
             self.console.print("sage-kernel: stopping the jobs (sources end, the rest drains); "
                                "Ctrl-C again to cancel", style="yellow", highlight=False)
@@ -295,7 +309,7 @@ class Monitor:
 
     def _show(self, live: Live | None, reported: set[str]) -> None:
         now = time.monotonic()
-        watched = self._watched()
+        watched = self.watched()
         if live is not None:
             panels = [job_panel(w, w.job.metrics(), self.expand, now) for w in watched]
             live.update(Group(*panels, Text(LEGEND, style="dim")) if panels else Text("waiting for a job…"),
@@ -313,5 +327,5 @@ class Monitor:
         if self.mode == "quiet":
             return
         now = time.monotonic()
-        for w in self._watched():
+        for w in self.watched():
             self.console.print(summary(w, self.expand, now))

@@ -1,0 +1,167 @@
+"""`sage-kernel run`: the live view in a real pseudo-terminal, Ctrl-C, plain lines when not on a terminal."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from sage.kernel.cli import main
+
+from .support import console_script, write_script
+
+TIMEOUT = 30
+STYLE = r"(?:\x1b\[[\d;]*m)*"
+"""Terminal style codes that may sit between two words of the live view."""
+BOTTLENECK = rf"Gated{STYLE} ◀ bottleneck"
+
+# The sink holds record 500 until a line arrives on stdin: the test decides when the job may end,
+# so the live view is looked at while the job is surely half-way, without guessing a time.
+GATED = """\
+    import sys
+    import threading
+
+    from sage.kernel import LocalEnvironment
+    from sage.kernel.api.function import SinkFunction
+
+    gate = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), gate.set()), daemon=True).start()
+
+
+    class Gated(SinkFunction):
+        def __init__(self, seen):
+            self.seen = seen
+
+        def execute(self, x):
+            if x == 500:
+                gate.wait(60)
+            self.seen.append(x)
+
+
+    seen = []
+    env = LocalEnvironment("gated", config={"queue_maxsize": 32, "batch_size": 8})
+    env.from_batch(range(1000)).map(lambda x: x).sink(Gated, seen)
+    env.submit(autostop=True)
+    print(f"sink saw {len(seen)} records")
+    """
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    """The console script in a pseudo-terminal of 40 x 120 characters (rich reads its size from the terminal)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
+    return pexpect.spawn(console_script(), list(args), encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 120),
+                         env={**env, "TERM": "xterm-256color"})
+
+
+@pytest.mark.slow
+def test_live_view_in_a_terminal_shows_progress_then_the_summary(tmp_path: Path) -> None:
+    child = spawn("run", "--interval", "0.2", str(write_script(tmp_path, GATED)))
+    # Half-way: the progress bar with its numbers and an ETA, the operator table, the bottleneck.
+    child.expect(r"gated-[0-9a-f]{8}")
+    child.expect("━")
+    child.expect(r"\d+%\s+\d[\d,]* / 1,000 records")
+    child.expect("ETA")
+    child.expect(BOTTLENECK)
+    child.sendline("go")
+    child.expect("sink saw 1000 records")
+    child.expect(r"job gated-[0-9a-f]{8}: finished in [\d.]+ s")
+    child.expect(r"from_batch\s+1\s+finished\s+0\s+1,000")
+    child.expect(rf"{BOTTLENECK}{STYLE}\s+1\s+finished\s+1,000\s+0")
+    assert exit_status(child) == 0
+
+
+def exit_status(child: pexpect.spawn) -> int:
+    """Wait for the end of the child's output; its exit status."""
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
+def stopped_half_way(tmp_path: Path) -> pexpect.spawn:
+    """The gated run, once Ctrl-C was pressed while the sink held record 500 and the view said so."""
+    child = spawn("run", "--interval", "0.2", str(write_script(tmp_path, GATED)))
+    child.expect(BOTTLENECK)
+    child.sendintr()
+    child.expect("stopping the jobs")
+    return child
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_job_gracefully_and_exits_130(tmp_path: Path) -> None:
+    child = stopped_half_way(tmp_path)
+    child.sendline("go")  # the held record goes on; what the source had sent drains, nothing is lost
+    assert child.expect([r"sink saw (\d+) records", pexpect.EOF]) == 0
+    seen = int(child.match.group(1))
+    child.expect(r"job gated-[0-9a-f]{8}: finished")
+    assert exit_status(child) == 130
+    assert 500 < seen <= 1000
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_cancels(tmp_path: Path) -> None:
+    child = stopped_half_way(tmp_path)
+    child.sendintr()  # the held record never goes on: only a cancel ends the job
+    child.expect("cancelling the jobs")
+    child.expect(r"job gated-[0-9a-f]{8}: cancelled")
+    assert exit_status(child) == 130
+
+
+def test_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    script = write_script(tmp_path, GATED)
+    result = subprocess.run([console_script(), "run", "--interval", "0.1", str(script)], input="go\n",
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "sink saw 1000 records\n"  # stdout is the script's alone
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if re.match(r"\[\d+:\d\d\] job gated-[0-9a-f]{8} ", line)]
+    assert progress, result.stderr
+    assert re.search(r" finished 100% 1,000/1,000 done \| from_batch \S+/s .*\| Gated \S+/s", progress[-1])
+    assert "\x1b[" not in result.stderr  # no terminal codes in a log
+    header = next(i for i, line in enumerate(lines) if re.match(r"job gated-[0-9a-f]{8}: finished in", line))
+    assert lines[header + 1].split()[:5] == ["operator", "×", "status", "in", "out"]
+
+
+def test_quiet_shows_nothing_but_the_scripts_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write_script(tmp_path, """\
+        from sage.kernel import LocalEnvironment
+        env = LocalEnvironment("quiet")
+        env.from_batch([1, 2, 3]).map(lambda x: x * 2).sink(print)
+        env.submit(autostop=True)
+        """)
+    assert main(["run", "--view", "quiet", str(script)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == ["2", "4", "6"] and captured.err == ""
+
+
+def test_a_failing_function_shows_the_users_frames_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write_script(tmp_path, """\
+        from sage.kernel import LocalEnvironment
+
+        def parse(x):
+            return int(x)
+
+        env = LocalEnvironment("bad-input")
+        env.from_batch(["1", "x"]).map(parse).sink(print)
+        env.submit(autostop=True)
+        """)
+    assert main(["run", "--view", "quiet", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert f'File "{script}", line 4, in parse' in err and f'File "{script}", line 8, in <module>' in err
+    assert "ValueError: invalid literal for int() with base 10: 'x'" in err
+    assert "JobFailedError: job bad-input-" in err and "'parse_0'" in err
+    assert "sage/kernel" not in err and "frames of sage-kernel hidden" in err
+    assert main(["run", "--view", "quiet", "--full-traceback", str(script)]) == 1
+    assert "sage/kernel/runtime/job.py" in capsys.readouterr().err
+
+
+def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write_script(tmp_path, "print('never runs')\n")
+    assert main(["run", "--interval", "0", str(script)]) == 2
+    assert main(["run", "--graph", "picture.jpeg", str(script)]) == 2
+    captured = capsys.readouterr()
+    assert "never runs" not in captured.out
+    assert "--interval must be > 0" in captured.err and ".mmd (Mermaid), .dot, .png or .svg" in captured.err
