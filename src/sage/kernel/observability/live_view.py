@@ -157,7 +157,7 @@ def job_panel(watched: WatchedJob, metrics: dict[str, dict[str, Any]], expand: b
     p = progress(watched.graph, metrics)
     if p is not None:
         bar = Table.grid(padding=(0, 1))
-        bar.add_row(ProgressBar(total=p.total or 1, completed=p.total * p.fraction, width=40), _progress_text(p))
+        bar.add_row(ProgressBar(total=p.total or 1, completed=p.total * p.fraction, width=30), _progress_text(p))
         parts.append(bar)
     parts.append(operator_table(operator_rows(watched.graph, metrics, expand)))
     services = service_table(watched.graph, metrics)
