@@ -115,6 +115,26 @@ def test_resent_request_is_answered_from_memory_not_executed_twice(server, authk
     second.close()
 
 
+def test_a_parked_get_its_client_gave_up_on_takes_no_items_and_sends_no_answer(server, authkey):
+    key = Signer(authkey.encode())
+    local = server.create_queue("q", 10)
+    client_id = os.urandom(16)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://127.0.0.1:{server.port}")
+    # seq 1 parks a get for a long time; the client gives up on it and sends seq 2.
+    sock.send(encode_request(key, Op.GET, client_id, 1, 30.0, 5, 10, "q"))
+    wait_until(lambda: server.counters["parked"] == 1)
+    sock.send(encode_request(key, Op.QSIZE, client_id, 2, 0, 0, 10, "q"))
+    answer = decode_reply(key, [sock.recv()])
+    assert (answer.seq, answer.status) == (2, Status.OK)
+    assert server.counters["abandoned"] == 1 and server.counters["parked"] == 0
+    local.put_many(["x", "y"])
+    assert not sock.poll(200)  # no late answer to seq 1 ...
+    assert local.get_many(10) == ["x", "y"]  # ... and it took nothing nobody would read
+    sock.close()
+
+
 def test_get_with_timeout_on_empty_queue_is_empty_not_an_error(server):
     remote = over_tcp(server.create_queue("q", 10), timeout=TIMEOUT)
     began = time.monotonic()

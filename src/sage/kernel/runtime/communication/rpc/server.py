@@ -63,6 +63,7 @@ COUNTERS = (
     "rejected_auth",  # MAC does not match the key: never parsed, never unpickled
     "bad_payload",  # authenticated, but the batch would not unpickle
     "evicted_clients",
+    "abandoned",  # parked requests dropped because their client sent a newer one (it gave up waiting)
     "errors",  # unexpected exceptions while serving one request
 )
 
@@ -78,6 +79,7 @@ class _Client:
     identity: bytes
     seq: int = 0
     reply: bytes | None = None  # None while its latest request is parked
+    parked: Any = None  # its latest request while it waits on a queue
 
 
 class RPCQueueServer:
@@ -328,6 +330,7 @@ class RPCQueueServer:
                 if client.reply is not None:
                     self._send(client.identity, client.reply)
                 return
+        self._abandon(client)
         client.seq = request.seq
         client.reply = None
         self._counters["requests"] += 1
@@ -348,6 +351,7 @@ class RPCQueueServer:
             return
         else:
             parked = Parked(hosted, client, Op.GET, max_items=request.max_items)
+        client.parked = parked
         hosted.park(parked)
         hosted.serve_parked(self._answer)
         if parked.done:
@@ -358,6 +362,25 @@ class RPCQueueServer:
         else:
             parked.deadline = time.monotonic() + request.wait
             heapq.heappush(self._timers, (parked.deadline, next(self._timer_order), parked))
+
+    def _abandon(self, client: _Client) -> None:
+        """Drop the client's parked request when it sends a newer one.
+
+        The client only moves on after giving up on the old request (its
+        timeout passed, it raised `ConnectionError`), so nobody waits for that
+        answer: a parked get must not take items nobody will read, and its
+        late reply must not be taken for the answer to the newer request.
+        Items a parked put already placed stay queued (the client was told the
+        outcome is unknown).
+        """
+        parked, client.parked = client.parked, None
+        if parked is None or parked.done:
+            return
+        parked.queue.unpark(parked)
+        parked.done = True
+        if parked.deadline is not None:
+            self._finished_timers += 1
+        self._counters["abandoned"] += 1
 
     def _evict_clients(self) -> None:
         while len(self._clients) > self.max_clients:
