@@ -69,6 +69,7 @@ class _InstanceActor:
         self.instance: Any = None
         self.rpc_server: Any = None
         self._early: list[str] = []  # stop/cancel that arrived before the instance was built
+        self._early_lock = threading.Lock()  # control calls run on other actor threads than run()
 
     def host_queues(self, queues: list[tuple[str, int]], authkey: bytes) -> tuple[str, int]:
         """Start an RPC queue server on this node's address hosting `queues`; return (host, port).
@@ -91,9 +92,12 @@ class _InstanceActor:
         """
         try:
             factory, args = cloudpickle.loads(payload)
-            self.instance = factory(*args)
-            for control in self._early:
-                getattr(self.instance, control)()
+            instance = factory(*args)
+            with self._early_lock:
+                self.instance = instance
+                early, self._early = self._early, []
+            for control in early:
+                getattr(instance, control)()
             status = self.instance.run()
             failure = None
         except TaskFailure as exc:
@@ -103,10 +107,12 @@ class _InstanceActor:
         return status, self.instance.metrics() if self.instance is not None else {}, failure
 
     def _control(self, name: str) -> None:
-        if self.instance is None:
-            self._early.append(name)
-        else:
-            getattr(self.instance, name)()
+        with self._early_lock:
+            instance = self.instance
+            if instance is None:
+                self._early.append(name)
+                return
+        getattr(instance, name)()
 
     def stop(self) -> None:
         self._control("stop")
