@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from sage.kernel import LocalEnvironment
-from sage.kernel.api.function import MapFunction
+from sage.kernel.api.function import FlatMapFunction, MapFunction
 
 from .support import AT_ONCE, JOB_TIMEOUT, Gauge, finish, run_probe, run_probes
 
@@ -160,3 +160,26 @@ def test_stop_drains_callers_of_a_pipeline_service_and_finishes() -> None:
     job.stop()
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert sorted(out) == [2 * x for x in range(len(emitted))]
+
+
+class CollectThenReturn(FlatMapFunction):
+    def execute(self, payload: str) -> list[str]:
+        self.collect(f"collected:{payload}")
+        return [f"returned:{payload}"]
+
+    def close(self) -> None:
+        self.collect("from close")  # answers no request: must not reach reply() as a bare payload
+
+
+class AskOnce(MapFunction):
+    def execute(self, record: str) -> Any:
+        return self.call_service("parts", record, timeout=JOB_TIMEOUT)
+
+
+def test_a_service_pipeline_flatmap_answers_with_its_collected_item_first() -> None:
+    answers: list[Any] = []
+    env = LocalEnvironment("flatmap-order")
+    env.from_service("parts").flatmap(CollectThenReturn).reply()
+    env.from_batch(["a", "b"]).map(AskOnce).sink(answers.append)
+    assert env.submit().wait(JOB_TIMEOUT) == "finished"
+    assert sorted(answers) == ["collected:a", "collected:b"]

@@ -23,6 +23,7 @@ nobody (the caller drops and counts them) and free nothing.
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 from ...api.function import SinkFunction, SourceFunction
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
+
+logger = logging.getLogger(__name__)
 
 CREDIT_WAIT = 0.05
 """Seconds the bridge blocks on credits, answers or requests before re-checking its stop event."""
@@ -195,14 +198,27 @@ def wrap_enveloped(kind: str, function: Any) -> None:
     elif kind == "flatmap":
         def flat(e: Envelope) -> list[Envelope]:
             result = execute(e.payload)
-            out = [e.carrying(x) for x in (result or ())]
+            # collect()ed items first, then the returned ones: the order of an ordinary flatmap.
             collected = getattr(function, "_collected", None)
+            out = [e.carrying(x) for x in collected] if collected else []
             if collected:
-                out.extend(e.carrying(x) for x in collected)
                 collected.clear()
+            out.extend(e.carrying(x) for x in (result or ()))
             return out
 
+        close = function.close
+
+        def close_enveloped() -> None:
+            close()
+            collected = getattr(function, "_collected", None)
+            if collected:
+                # Records collected at end of stream answer no request: there is nobody to send them to.
+                logger.warning("%s: %d record(s) collect()ed in close() of a service pipeline were dropped",
+                               function.name, len(collected))
+                collected.clear()
+
         function.execute = flat
+        function.close = close_enveloped
     else:
         raise ValueError(f"{kind} operators cannot run in a service pipeline")
 
