@@ -191,19 +191,6 @@ def _ship_by_value(cls: Any) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def _queue_maxsizes(graph: ExecutionGraph) -> dict[str, int]:
-    """Maxsize of every queue of the graph, by queue id."""
-    sizes = {qd.queue_id: qd.maxsize for qd in graph.response_qds.values()}
-    for node in graph.nodes.values():
-        if node.input_qd is not None:
-            sizes[node.input_qd.queue_id] = node.input_qd.maxsize
-    for service in graph.services.values():
-        for qd in (service.request_qd, service.credits_qd):
-            if qd is not None:
-                sizes[qd.queue_id] = qd.maxsize
-    return sizes
-
-
 def _serialize(what: str, build: tuple[Any, tuple[Any, ...]], classes: list[Any]) -> bytes:
     """cloudpickle `(factory, args)`; the actor builds the instance (live locks never travel)."""
     for cls in classes:
@@ -309,7 +296,7 @@ class RayBackend:
         options = {name: node.options for name, node in graph.nodes.items()}
         options.update({f"service:{name}": node.options for name, node in graph.services.items()})
         by_owner: dict[str, list[tuple[str, int]]] = {}
-        maxsizes = _queue_maxsizes(graph)
+        maxsizes = {qd.queue_id: qd.maxsize for qd in graph.queues()}
         for queue_id, owner in graph.queue_owners.items():
             by_owner.setdefault(owner, []).append((queue_id, maxsizes[queue_id]))
         addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)
