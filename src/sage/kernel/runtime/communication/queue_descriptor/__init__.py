@@ -3,6 +3,8 @@
 from .base_queue_descriptor import (
     BaseQueueDescriptor,
     BatchFull,
+    WeightedItem,
+    item_weight,
     register_descriptor_type,
     resolve_descriptor,
 )
@@ -16,6 +18,8 @@ __all__ = [
     "PythonQueueDescriptor",
     "RayQueueDescriptor",
     "RPCQueueDescriptor",
+    "WeightedItem",
+    "item_weight",
     "register_descriptor_type",
     "resolve_descriptor",
 ]

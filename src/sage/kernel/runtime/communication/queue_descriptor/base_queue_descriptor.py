@@ -35,6 +35,27 @@ class BatchFull(queue.Full):
         self.accepted = accepted
 
 
+class WeightedItem:
+    """Base of queue items that stand for several records (a batch of them).
+
+    Bounded queues count capacity in records: an item weighs `weight` (its
+    record count, at least 1); every other item weighs 1. A put is accepted
+    while the queue holds fewer than `maxsize` records, so a bounded queue
+    holds at most `maxsize - 1` records plus one item.
+    """
+
+    __slots__ = ()
+
+    @property
+    def weight(self) -> int:
+        raise NotImplementedError
+
+
+def item_weight(item: Any) -> int:
+    """How many records `item` counts for in a bounded queue (see `WeightedItem`)."""
+    return item.weight if isinstance(item, WeightedItem) else 1
+
+
 def effective_timeout(block: bool, timeout: float | None) -> float | None:
     """`queue.Queue`'s block/timeout rules as one timeout: 0 for non-blocking, None for forever.
 
@@ -131,6 +152,15 @@ class BaseQueueDescriptor(ABC):
         """Release the queue. Subclasses say what happens to items still queued."""
         self.clear_cache()
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every item this process put through this descriptor is in the queue.
+
+        A no-op for transports whose puts are complete when they return; a
+        transport that sends in the background (the RPC queue) waits here for
+        the queue to confirm. Raises `TimeoutError` when that takes longer than
+        `timeout` seconds (None waits as long as the transport does).
+        """
+
     # ------------------------------------------------------------------ queue facade
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put one item. Blocks while the queue is full; `queue.Full` at the timeout."""
@@ -149,7 +179,7 @@ class BaseQueueDescriptor(ABC):
         return self.get(block=False)
 
     def qsize(self) -> int:
-        """Approximate number of items queued."""
+        """Approximate number of records queued (a batch counts its records, see `WeightedItem`)."""
         return self.queue_instance.qsize()
 
     def empty(self) -> bool:
@@ -157,7 +187,7 @@ class BaseQueueDescriptor(ABC):
         return self.qsize() == 0
 
     def full(self) -> bool:
-        """True when a bounded queue holds `maxsize` items (approximate)."""
+        """True when a bounded queue holds `maxsize` records or more (approximate)."""
         return self.maxsize > 0 and self.qsize() >= self.maxsize
 
     def put_many(self, items: list[Any], timeout: float | None = None) -> None:

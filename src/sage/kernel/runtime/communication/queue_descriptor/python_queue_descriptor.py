@@ -7,15 +7,34 @@ import threading
 import time
 from typing import Any
 
-from .base_queue_descriptor import BaseQueueDescriptor, BatchFull
+from .base_queue_descriptor import BaseQueueDescriptor, BatchFull, WeightedItem, item_weight
 
 
 class BatchQueue(queue.Queue):
     """A `queue.Queue` with batch operations that take the lock once per batch.
 
-    `maxsize` still counts items, not batches, so a bounded queue bounds
-    memory the same way whether items arrive one by one or in batches.
+    Capacity counts records, not items: a batch item (`WeightedItem`) counts
+    its records, any other item one. A put is accepted while fewer than
+    `maxsize` records are queued, so a bounded queue bounds memory the same way
+    whether records arrive one by one or in batches. `qsize()` is the record
+    count; `len(q.queue)` the item count.
     """
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.weight = 0
+
+    def _qsize(self) -> int:
+        return self.weight
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+        self.weight += item.weight if isinstance(item, WeightedItem) else 1
+
+    def _get(self) -> Any:
+        item = self.queue.popleft()
+        self.weight -= item.weight if isinstance(item, WeightedItem) else 1
+        return item
 
     def put_many(self, items: list[Any], timeout: float | None = None) -> None:
         """Put all `items` in order, as many at a time as there is room for.
@@ -28,11 +47,11 @@ class BatchQueue(queue.Queue):
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         done = 0
+        maxsize = self.maxsize
         with self.not_full:
             while done < n:
-                if self.maxsize > 0:
-                    room = self.maxsize - len(self.queue)
-                    while room <= 0:
+                if maxsize > 0:
+                    while self.weight >= maxsize:
                         if deadline is None:
                             self.not_full.wait()
                         else:
@@ -40,12 +59,16 @@ class BatchQueue(queue.Queue):
                             if remaining <= 0:
                                 raise BatchFull(done)
                             self.not_full.wait(remaining)
-                        room = self.maxsize - len(self.queue)
-                    take = min(room, n - done)
+                    start = done
+                    put = self._put
+                    while done < n and self.weight < maxsize:
+                        put(items[done])
+                        done += 1
+                    take = done - start
                 else:
-                    take = n - done
-                self.queue.extend(items if take == n else items[done : done + take])
-                done += take
+                    self.queue.extend(items)
+                    self.weight += sum(map(item_weight, items))
+                    take = done = n
                 self.unfinished_tasks += take
                 # One waiter per item, as `take` single puts would wake: with
                 # notify() a second blocked consumer could sleep beside queued items.
@@ -69,8 +92,14 @@ class BatchQueue(queue.Queue):
                         self.not_empty.wait(remaining)
             q = self.queue
             count = min(max_items, len(q))
-            popleft = q.popleft
-            items = [popleft() for _ in range(count)]
+            if count == len(q):
+                items = list(q)
+                q.clear()
+                self.weight = 0
+            else:
+                popleft = q.popleft
+                items = [popleft() for _ in range(count)]
+                self.weight -= sum(map(item_weight, items))
             if self.maxsize > 0:
                 # One get may free room for several blocked producers.
                 self.not_full.notify_all()
