@@ -18,6 +18,7 @@ TIMEOUT = 30
 STYLE = r"(?:\x1b\[[\d;]*m)*"
 """Terminal style codes that may sit between two words of the live view."""
 BOTTLENECK = rf"Gated{STYLE} ◀ bottleneck"
+BOTTLENECK_INSTANCE = rf"Gated_0{STYLE} ◀ bottleneck"
 
 # The sink holds record 500 until a line arrives on stdin: the test decides when the job may end,
 # so the live view is looked at while the job is surely half-way, without guessing a time.
@@ -44,7 +45,7 @@ GATED = """\
 
     seen = []
     env = LocalEnvironment("gated", config={"queue_maxsize": 32, "batch_size": 8})
-    env.from_batch(range(1000)).map(lambda x: x).sink(Gated, seen)
+    env.from_batch(range(1000)).map(lambda x: x, parallelism=2).sink(Gated, seen)
     env.submit(autostop=True)
     print(f"sink saw {len(seen)} records")
     """
@@ -71,6 +72,25 @@ def test_live_view_in_a_terminal_shows_progress_then_the_summary(tmp_path: Path)
     child.expect(r"job gated-[0-9a-f]{8}: finished in [\d.]+ s")
     child.expect(r"from_batch\s+1\s+finished\s+0\s+1,000")
     child.expect(rf"{BOTTLENECK}{STYLE}\s+1\s+finished\s+1,000\s+0")
+    assert exit_status(child) == 0
+
+
+@pytest.mark.slow
+def test_live_view_expanded_shows_every_instance(tmp_path: Path) -> None:
+    child = spawn("run", "--expand", "--interval", "0.2", str(write_script(tmp_path, GATED)))
+    child.expect(r"gated-[0-9a-f]{8}")
+    child.expect(r"map_0\s+1\s+running")
+    child.expect(r"map_1\s+1\s+running")
+    child.expect(BOTTLENECK_INSTANCE)
+    child.sendline("go")
+    child.expect("sink saw 1000 records")
+    child.expect(r"job gated-[0-9a-f]{8}: finished in [\d.]+ s")
+    child.expect(r"from_batch_0\s+1\s+finished\s+0\s+1,000")
+    child.expect(r"map_0\s+1\s+finished\s+(\d+)\s+(\d+)")
+    first = int(child.match.group(1))
+    child.expect(r"map_1\s+1\s+finished\s+(\d+)")
+    assert first + int(child.match.group(1)) == 1000  # the two instances share the records
+    child.expect(rf"{BOTTLENECK_INSTANCE}{STYLE}\s+1\s+finished\s+1,000\s+0")
     assert exit_status(child) == 0
 
 
@@ -119,10 +139,26 @@ def test_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     progress = [line for line in lines if re.match(r"\[\d+:\d\d\] job gated-[0-9a-f]{8} ", line)]
     assert progress, result.stderr
-    assert re.search(r" finished 100% 1,000/1,000 done \| from_batch \S+/s .*\| Gated \S+/s", progress[-1])
+    assert re.search(r" finished 100% 1,000/1,000 done \| from_batch \S+/s .*\| map×2 \S+/s .*\| Gated \S+/s", progress[-1])
     assert "\x1b[" not in result.stderr  # no terminal codes in a log
     header = next(i for i, line in enumerate(lines) if re.match(r"job gated-[0-9a-f]{8}: finished in", line))
     assert lines[header + 1].split()[:5] == ["operator", "×", "status", "in", "out"]
+
+
+def test_plain_lines_expanded_show_every_instance(tmp_path: Path) -> None:
+    script = write_script(tmp_path, GATED)
+    result = subprocess.run([console_script(), "run", "--expand", "--interval", "0.1", str(script)], input="go\n",
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "sink saw 1000 records\n"
+    lines = result.stderr.splitlines()
+    last = [line for line in lines if re.match(r"\[\d+:\d\d\] job gated-[0-9a-f]{8} finished ", line)]
+    assert len(last) == 1, result.stderr
+    assert re.search(r"\| from_batch_0 \S+/s .*\| map_0 \S+/s .*\| map_1 \S+/s .*\| Gated_0 \S+/s", last[0])
+    header = next(i for i, line in enumerate(lines) if re.match(r"job gated-[0-9a-f]{8}: finished in", line))
+    rows = [line.split()[:3] for line in lines[header + 2:header + 6]]
+    assert rows == [["from_batch_0", "1", "finished"], ["map_0", "1", "finished"], ["map_1", "1", "finished"],
+                    ["Gated_0", "1", "finished"]]
 
 
 def test_quiet_shows_nothing_but_the_scripts_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,13 +109,14 @@ def operator_rows(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], exp
     bottleneck = find_bottleneck(metrics, running_only)
     rows = []
     for transformation in graph.transformations:
-        nodes = graph.by_transformation[id(transformation)]
-        found = [metrics[node.name] for node in nodes if node.name in metrics]
+        nodes = [node for node in graph.by_transformation[id(transformation)] if node.name in metrics]
         if expand:
-            rows += [_fold(node.name, transformation.kind, [m], node.name == bottleneck) for m in found]
+            rows += [_fold(node.name, transformation.kind, [metrics[node.name]], node.name == bottleneck)
+                     for node in nodes]
         else:
-            rows.append(_fold(transformation.basename, transformation.kind, found,
-                              any(node.name == bottleneck for node in nodes), len(nodes)))
+            rows.append(_fold(transformation.basename, transformation.kind, [metrics[node.name] for node in nodes],
+                              any(node.name == bottleneck for node in nodes),
+                              len(graph.by_transformation[id(transformation)])))
     return rows
 
 

@@ -179,8 +179,9 @@ def summary(watched: WatchedJob, expand: bool, now: float) -> RenderableType:
     return Group(*parts)
 
 
-def plain_line(watched: WatchedJob, metrics: dict[str, dict[str, Any]], now: float) -> str:
-    """One line for a log: progress, then per operator its rates, notable shares and queue load."""
+def plain_line(watched: WatchedJob, metrics: dict[str, dict[str, Any]], now: float, expand: bool = False) -> str:
+    """One line for a log: progress, then per operator (per instance with `expand`) its rates, notable shares
+    and queue load."""
     job = watched.job
     line = f"[{duration(watched.elapsed(now))}] job {job.job_id} {job.status}"
     p = progress(watched.graph, metrics)
@@ -188,7 +189,7 @@ def plain_line(watched: WatchedJob, metrics: dict[str, dict[str, Any]], now: flo
         eta = "done" if p.finished else f"ETA {duration(p.eta_seconds)}"
         line += f" {p.fraction:.0%} {p.done:,}/{p.total:,} {eta}"
     bottleneck = None
-    for row in operator_rows(watched.graph, metrics):
+    for row in operator_rows(watched.graph, metrics, expand):
         name = row.name + (f"×{row.instances}" if row.instances > 1 else "")
         parts = [name, f"{rate(row.out_rate if row.kind in SOURCE_KINDS else row.in_rate)}/s"]
         parts += [f"{label} {share(value)}" for label, value in
@@ -320,7 +321,7 @@ class Monitor:
                     continue
                 if w.job.done():
                     reported.add(w.job.job_id)
-                print(plain_line(w, w.job.metrics(), now), file=self.stream, flush=True)
+                print(plain_line(w, w.job.metrics(), now, self.expand), file=self.stream, flush=True)
 
     def print_summaries(self) -> None:
         """The summary table of every job, once they have ended (not in quiet mode)."""
