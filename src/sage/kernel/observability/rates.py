@@ -99,5 +99,17 @@ def _rates(m: dict[str, Any], now: tuple[float, ...], before: tuple[float, ...] 
     # A window needs some running time in it to say anything; a whole life needs only to have begun.
     active = running >= _ACTIVE if before is not None else running > 0
     for share, key in _SHARES:
-        result[share] = delta[key] / running if active else None
+        result[share] = _clamp(delta[key] / running) if active else None
     return result
+
+
+def _clamp(share: float) -> float:
+    """`share` within [0, 1].
+
+    The counters of one task are read one after another, not at one instant,
+    so the difference of two readings can be off by the few microseconds
+    between those reads: a task blocked for a whole window may show busy
+    -1e-8 of it. A share outside [0, 1] means nothing; it must not reach a
+    reader (a rule comparing shares, a Prometheus gauge documented 0 to 1).
+    """
+    return 0.0 if share < 0.0 else 1.0 if share > 1.0 else share
