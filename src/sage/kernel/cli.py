@@ -248,10 +248,13 @@ records/s in and out over the last seconds, the share of each second spent
 busy (in the function), backpressured (waiting for room downstream) and
 idle (waiting for input), the fill of the input queue, and the bottleneck
 marked: the busiest task (busy >= 50% of each second) that is not held
-back by its downstream (backpressured < 10%). A progress bar with an ETA
-shows when every source is a list, tuple or range (their size is known).
-When stderr is not a terminal, one line per job every --interval seconds.
-At the end, a summary table per job (totals, time, average rates, shares).
+back by its downstream (backpressured < 10%), once it has run at least a
+second in the last seconds (a shorter run is no evidence: nothing is
+marked). A progress bar with an ETA shows when every source is a list,
+tuple or range (their size is known). When stderr is not a terminal, one
+line per job (--expand: per parallel instance) every --interval seconds.
+At the end, a summary table per job (totals, time, average rates, shares),
+for every job the script submitted, however short.
 
 Ctrl-C once stops the jobs gracefully (sources end their streams, what was
 emitted drains through the pipeline; a script waiting in submit(autostop=True)

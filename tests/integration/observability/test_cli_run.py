@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import select
+import struct
 import subprocess
+import termios
 from pathlib import Path
 
 import pexpect
 import pytest
 
 from sage.kernel.cli import main
+from sage.kernel.observability.job_view import EVIDENCE_SECONDS
 
 from .support import console_script, write_script
 
@@ -159,6 +165,74 @@ def test_plain_lines_expanded_show_every_instance(tmp_path: Path) -> None:
     rows = [line.split()[:3] for line in lines[header + 2:header + 6]]
     assert rows == [["from_batch_0", "1", "finished"], ["map_0", "1", "finished"], ["map_1", "1", "finished"],
                     ["Gated_0", "1", "finished"]]
+
+
+# Three jobs that end in a few milliseconds each, one of them left running when the script returns.
+QUICK_JOBS = """\
+    from sage.kernel import LocalEnvironment
+
+    for name in ("first", "second"):
+        env = LocalEnvironment(name)
+        env.from_batch(range(100)).map(lambda x: x * 2).sink(lambda x: None)
+        env.submit(autostop=True)
+    env = LocalEnvironment("third")
+    env.from_batch(range(100)).sink(lambda x: None)
+    env.submit()
+    print("script done")
+    """
+
+SUMMARY_ROW = re.compile(r"^(\S+)( ◀ bottleneck)?\s+\d+\s+finished\s+[\d,]+\s+[\d,]+\s+([\d.]+) s\s")
+
+
+def assert_every_job_summarised(text: str, names: tuple[str, ...]) -> None:
+    """A summary table per job, with a row per operator; a row marked as the bottleneck ran a second or more."""
+    for name in names:
+        assert re.search(rf"^job {name}-[0-9a-f]{{8}}: finished in [\d.]+ s", text, re.M), (name, text)
+    rows = [SUMMARY_ROW.match(line) for line in text.splitlines()]
+    rows = [row for row in rows if row is not None]
+    assert len(rows) == 3 + 3 + 2, text
+    for row in rows:
+        assert row.group(2) is None or float(row.group(3)) >= EVIDENCE_SECONDS, row.group(0)
+
+
+def test_every_job_gets_its_summary_however_short(tmp_path: Path) -> None:
+    # stdout and stderr are pipes: plain lines, then the summaries.
+    result = subprocess.run([console_script(), "run", str(write_script(tmp_path, QUICK_JOBS))],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "script done\n"
+    assert_every_job_summarised(result.stderr, ("first", "second", "third"))
+
+
+@pytest.mark.slow
+def test_every_job_gets_its_summary_when_only_stderr_is_a_terminal(tmp_path: Path) -> None:
+    # stdout is a pipe, stderr a terminal: the live view, then the summaries on the terminal.
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, columns
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
+    try:
+        process = subprocess.Popen([console_script(), "run", str(write_script(tmp_path, QUICK_JOBS))],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, text=True,
+                                   env={**env, "TERM": "xterm-256color"})
+    finally:
+        os.close(terminal)
+    chunks = []
+    try:
+        while select.select([controller], [], [], TIMEOUT)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the process closed the terminal's last file
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(controller)
+    out, _ = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0
+    assert out == "script done\n"
+    text = re.sub(r"\x1b\[[\d;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    assert_every_job_summarised(text.replace("\r", ""), ("first", "second", "third"))
 
 
 def test_quiet_shows_nothing_but_the_scripts_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,10 @@ BUSY_MIN = 0.5
 BACKPRESSURE_MAX = 0.1
 """An instance backpressured at least this share of each second is held back by its downstream."""
 
+EVIDENCE_SECONDS = 1.0
+"""An instance that ran less than this in the rate window (or, for a summary, in its whole life) is not a
+bottleneck candidate: its shares describe a moment (starting up, a burst), not how the job runs."""
+
 
 @dataclasses.dataclass
 class Row:
@@ -86,16 +90,20 @@ def find_bottleneck(metrics: dict[str, dict[str, Any]], running_only: bool = Tru
 
     The rule (as Flink's back-pressure monitoring reads it): a task whose
     output is blocked (backpressured) waits for a slower one downstream, so
-    the bottleneck is the busiest running instance that is busy at least
-    `BUSY_MIN` of each second and backpressured less than `BACKPRESSURE_MAX`.
-    When no instance is that busy, nothing limits the job but its input.
-    With `running_only=False` (shares over whole lives, for a summary)
-    finished instances count too.
+    the bottleneck is the busiest instance that ran at least
+    `EVIDENCE_SECONDS` in the rate window (`window_running_seconds`), was
+    busy at least `BUSY_MIN` of that time and backpressured less than
+    `BACKPRESSURE_MAX` of it. Without that much evidence nothing is named:
+    an instance that ran for a few milliseconds is "100% busy" whatever the
+    job's real limit is. Only running instances count, unless
+    `running_only` is False (shares over whole lives, for a summary).
     """
     best, best_busy = None, BUSY_MIN
     for name, m in metrics.items():
         busy, backpressure = m.get("busy_share"), m.get("backpressure_share")
         if m.get("kind") == "service" or busy is None or (running_only and m.get("status") != "running"):
+            continue
+        if (m.get("window_running_seconds") or 0.0) < EVIDENCE_SECONDS:
             continue
         if busy >= best_busy and (backpressure or 0.0) < BACKPRESSURE_MAX:
             best, best_busy = name, busy

@@ -38,7 +38,7 @@ PLAIN_WIDTH = 120
 
 LEGEND = ("busy: share of each second in the function · backpr.: waiting for room downstream · "
           "idle: waiting for input · queue: input queue fill · ◀ bottleneck: the busiest task that "
-          "is not held back by its downstream")
+          "is not held back by its downstream, once it has run a second")
 
 
 @dataclasses.dataclass

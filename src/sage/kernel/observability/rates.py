@@ -35,8 +35,10 @@ class RateWindow:
     `annotate(metrics)` records the counters it is given and returns new
     dicts with, per task instance: `records_in_per_second`,
     `records_out_per_second`, `busy_share`, `idle_share`,
-    `backpressure_share` (fractions of the task's running time in the window;
-    they add up to 1; None when the task did not run during the window) and
+    `backpressure_share` (fractions of the task's running time in the window,
+    each within [0, 1]; they add up to 1; None when the task did not run
+    during the window), `window_running_seconds` (how long the task ran
+    during the window: the time the shares are fractions of) and
     `rate_window_seconds`; per service: `calls_per_second` and
     `rate_window_seconds`. The window reaches back to the newest snapshot at
     least `span` old, or the oldest kept; with no snapshot at least
@@ -93,7 +95,7 @@ def _rates(m: dict[str, Any], now: tuple[float, ...], before: tuple[float, ...] 
     delta = dict(zip(_TASK_COUNTERS, (a - b for a, b in zip(now, before)) if before is not None else now))
     running = delta["elapsed_seconds"]
     seconds = window if window is not None else running
-    result: dict[str, Any] = {"rate_window_seconds": seconds}
+    result: dict[str, Any] = {"rate_window_seconds": seconds, "window_running_seconds": running}
     for key in ("records_in", "records_out"):
         result[f"{key}_per_second"] = delta[key] / seconds if seconds and seconds > 0 else None
     # A window needs some running time in it to say anything; a whole life needs only to have begun.
