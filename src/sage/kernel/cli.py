@@ -58,7 +58,10 @@ def words_of(line: str) -> list[str]:
 
 
 def read_text(path: str | None) -> tuple[str, str]:
-    """(display name, text) of `path`, or of the corpus shipped with the package."""
+    """(display name, text) of `path`, or of the corpus shipped with the package.
+
+    Raises `OSError` when `path` cannot be read, `UnicodeDecodeError` when it is not UTF-8.
+    """
     if path is not None:
         with open(path, encoding="utf-8") as f:
             return path, f.read()
@@ -67,8 +70,22 @@ def read_text(path: str | None) -> tuple[str, str]:
 
 
 def demo(top: int, parallelism: int, path: str | None) -> int:
-    """Count the words of the text on the local backend; print the top `top` words and the throughput."""
-    name, text = read_text(path)
+    """Count the words of the text on the local backend; print the top `top` words and the throughput.
+
+    Returns 0, or 2 after a one-line message when `path` cannot be read as UTF-8 text.
+    """
+    try:
+        name, text = read_text(path)
+    except FileNotFoundError:
+        print(f"sage-kernel demo: no such file: {path}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"sage-kernel demo: cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sage-kernel demo: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     lines = text.splitlines()
     totals: dict[str, int] = {}
     env = LocalEnvironment("wordcount-demo")

@@ -53,6 +53,23 @@ def test_demo_on_a_given_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert out[-1].startswith("7 words (3 distinct)")
 
 
+def test_demo_on_a_missing_text_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent.txt"
+    result = sage_kernel("demo", "--text", str(missing))
+    assert result.returncode == 2
+    assert result.stderr == f"sage-kernel demo: no such file: {missing}\n"
+    assert result.stdout == ""
+
+
+def test_demo_on_an_unreadable_text_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"ok \xff\xfe")
+    assert main(["demo", "--text", str(binary)]) == 2
+    assert capsys.readouterr().err == f"sage-kernel demo: cannot read {binary}: not UTF-8 text (invalid start byte at byte 3)\n"
+    assert main(["demo", "--text", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"sage-kernel demo: cannot read {tmp_path}: Is a directory\n"
+
+
 def test_run_executes_a_user_script_with_its_arguments() -> None:
     result = sage_kernel("run", str(EXAMPLES / "wordcount.py"))
     assert result.returncode == 0, result.stderr
