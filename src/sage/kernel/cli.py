@@ -7,6 +7,7 @@ option; docs/user_guide.md and docs/observability.md explain the output.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -380,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "graph":
         return graph(options.script, options.args, options.output, options.format, options.expand,
                      options.full_traceback)
-    if options.interval is not None and options.interval <= 0:
-        print("sage-kernel run: --interval must be > 0", file=sys.stderr)
+    if options.interval is not None and not (0 < options.interval < math.inf):  # float() also takes nan, inf
+        print("sage-kernel run: --interval must be a finite number of seconds > 0", file=sys.stderr)
         return 2
     return run(options.script, options.args, options.view, options.interval, options.expand, options.graph,
                options.full_traceback)

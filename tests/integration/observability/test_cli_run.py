@@ -271,7 +271,10 @@ def test_a_failing_function_shows_the_users_frames_only(tmp_path: Path, capsys: 
 def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = write_script(tmp_path, "print('never runs')\n")
     assert main(["run", "--interval", "0", str(script)]) == 2
+    assert main(["run", "--interval", "nan", str(script)]) == 2
+    assert main(["run", "--interval", "inf", str(script)]) == 2
     assert main(["run", "--graph", "picture.jpeg", str(script)]) == 2
     captured = capsys.readouterr()
     assert "never runs" not in captured.out
-    assert "--interval must be > 0" in captured.err and ".mmd (Mermaid), .dot, .png or .svg" in captured.err
+    assert "--interval must be a finite number of seconds > 0" in captured.err
+    assert ".mmd (Mermaid), .dot, .png or .svg" in captured.err
