@@ -65,7 +65,8 @@ def test_demo_on_an_unreadable_text_says_why(tmp_path: Path, capsys: pytest.Capt
     binary = tmp_path / "data.bin"
     binary.write_bytes(b"ok \xff\xfe")
     assert main(["demo", "--text", str(binary)]) == 2
-    assert capsys.readouterr().err == f"sage-kernel demo: cannot read {binary}: not UTF-8 text (invalid start byte at byte 3)\n"
+    err = capsys.readouterr().err
+    assert err == f"sage-kernel demo: cannot read {binary}: not UTF-8 text (invalid start byte at byte 3)\n"
     assert main(["demo", "--text", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"sage-kernel demo: cannot read {tmp_path}: Is a directory\n"
 

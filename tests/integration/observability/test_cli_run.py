@@ -145,7 +145,8 @@ def test_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     progress = [line for line in lines if re.match(r"\[\d+:\d\d\] job gated-[0-9a-f]{8} ", line)]
     assert progress, result.stderr
-    assert re.search(r" finished 100% 1,000/1,000 done \| from_batch \S+/s .*\| map×2 \S+/s .*\| Gated \S+/s", progress[-1])
+    assert re.search(r" finished 100% 1,000/1,000 done \| from_batch \S+/s .*\| map×2 \S+/s .*\| Gated \S+/s",
+                     progress[-1])
     assert "\x1b[" not in result.stderr  # no terminal codes in a log
     header = next(i for i, line in enumerate(lines) if re.match(r"job gated-[0-9a-f]{8}: finished in", line))
     assert lines[header + 1].split()[:5] == ["operator", "×", "status", "in", "out"]
