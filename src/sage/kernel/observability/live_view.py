@@ -97,21 +97,14 @@ def _progress_text(p: Progress) -> str:
 def operator_table(rows: list[Row], title: str | None = None, summary: bool = False) -> Table:
     """The per-operator table: rates (over the last seconds, or averages in a summary) and shares."""
     table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
-    table.add_column("operator", no_wrap=True)
-    table.add_column("×", justify="right")
+    # On a narrow terminal the operator's name wraps; a number never does (nor is it cut short).
+    table.add_column("operator", overflow="fold")
+    numbers = ["in", "out", "time", "avg/s"] if summary else ["in/s", "out/s"]
+    numbers += ["busy", "backpr.", "idle"] + ([] if summary else ["queue"]) + ["errors"]
+    table.add_column("×", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    if summary:
-        for column in ("in", "out", "time", "avg/s"):
-            table.add_column(column, justify="right")
-    else:
-        table.add_column("in/s", justify="right")
-        table.add_column("out/s", justify="right")
-    table.add_column("busy", justify="right")
-    table.add_column("backpr.", justify="right")
-    table.add_column("idle", justify="right")
-    if not summary:
-        table.add_column("queue", justify="right")
-    table.add_column("errors", justify="right")
+    for column in numbers:
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         name = Text(row.name)
         if row.bottleneck:
@@ -140,8 +133,11 @@ def service_table(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], sum
         return None
     table = Table(box=None, header_style="bold", pad_edge=False)
     columns = ["service", "status", "calls"] + ([] if summary else ["calls/s"]) + ["errors", "p50", "p99", "callers"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("service", "status", "callers") else "right")
+    for column in columns:  # as in the operator table: names may wrap, numbers may not
+        if column in ("service", "callers"):
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
     for row in rows:
         callers = ", ".join(f"{name} ({count:,})" for name, count in sorted(row.callers.items())) or "–"
         cells = [row.name, row.status, f"{row.calls:,}"] + ([] if summary else [rate(row.calls_per_second)])
