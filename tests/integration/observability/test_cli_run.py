@@ -236,6 +236,27 @@ def test_every_job_gets_its_summary_when_only_stderr_is_a_terminal(tmp_path: Pat
     assert_every_job_summarised(text.replace("\r", ""), ("first", "second", "third"))
 
 
+def test_summary_numbers_stay_whole_on_80_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # --view live into something that is not a terminal: rich draws the summary 80 columns wide.
+    monkeypatch.setenv("COLUMNS", "80")
+    script = write_script(tmp_path, """\
+        from sage.kernel import LocalEnvironment
+
+        def normalise_the_prices(x):
+            return x
+
+        env = LocalEnvironment("narrow")
+        env.from_batch(range(1000)).map(normalise_the_prices).sink(lambda x: None)
+        env.submit(autostop=True)
+        """)
+    assert main(["run", "--view", "live", str(script)]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    numbers = re.compile(r" 1  finished\s+[\d,]+\s+[\d,]+\s+\d+\.\d\d s\s+\d+(?:\.\d+)?[kM]?(?:\s+\d+%){3}\s+0$")
+    assert len([line for line in lines if numbers.search(line)]) == 3, "\n".join(lines)
+
+
 def test_quiet_shows_nothing_but_the_scripts_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = write_script(tmp_path, """\
         from sage.kernel import LocalEnvironment
