@@ -85,23 +85,28 @@ def test_resent_request_is_answered_from_memory_not_executed_twice(server, authk
     def request(seq: int, op: Op, payload: bytes = b"", max_items: int = 0) -> bytes:
         return encode_request(key, op, client_id, seq, 0, max_items, 10, "q", payload)
 
+    routing_id = b"R" + os.urandom(15)
+
     def dealer():
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
+        sock.routing_id = routing_id  # as the client's sockets: the same id after a reconnect
         sock.connect(f"tcp://127.0.0.1:{server.port}")
         return sock
 
-    first, second = dealer(), dealer()  # the second plays a client that reconnected
+    first = dealer()
     put = request(1, Op.PUT, dumps_items(["a", "b", "c"]))
     first.send(put)
     reply = first.recv()
+    first.close()
+    second = dealer()  # the client reconnected
     second.send(put)  # the reply was "lost": send the same request again
     assert second.recv() == reply
     assert decode_reply(key, [reply]).count == 3 and local.qsize() == 3
 
     get = request(2, Op.GET, max_items=2)
-    first.send(get)
-    got = first.recv()
+    second.send(get)
+    got = second.recv()
     second.send(get)
     assert second.recv() == got
     assert loads_items(decode_reply(key, [got]).payload) == ["a", "b"] and local.get_many(10) == ["c"]
@@ -111,7 +116,6 @@ def test_resent_request_is_answered_from_memory_not_executed_twice(server, authk
     counters = server.counters
     assert (counters["duplicates"], counters["stale"], counters["requests"]) == (2, 1, 2)
     assert decode_reply(key, [got]).status is Status.OK
-    first.close()
     second.close()
 
 

@@ -7,6 +7,7 @@ import pathlib
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import zmq
@@ -138,3 +139,43 @@ def test_client_ignores_forged_and_misdirected_replies(authkey, tmp_path):
         fake.close()
         client.close()
     assert not marker.exists()
+
+
+def recording(descriptor: RPCQueueDescriptor) -> list[bytes]:
+    """Record every request message the descriptor's client sends (a wiretap on its own socket sends)."""
+    client = descriptor.queue_instance
+    sent: list[bytes] = []
+    send = client._send
+
+    def record(sock, message: bytes) -> None:
+        sent.append(message)
+        send(sock, message)
+
+    client._send = record
+    return sent
+
+
+def test_a_replayed_request_cannot_redirect_a_parked_get(server):
+    local = server.create_queue("q", 10)
+    consumer = over_tcp(local, timeout=30.0)
+    sent = recording(consumer)
+    with ThreadPoolExecutor(max_workers=1) as worker:  # one thread: one client id, one sequence
+        got = worker.submit(consumer.get_many, 10)
+        wait_until(lambda: server.counters["parked"] == 1)
+        replayer = raw_dealer(server.port)
+        replayer.send(sent[-1])  # the parked get, byte for byte, from another socket
+        wait_until(lambda: server.counters["duplicates"] == 1)
+        local.put_many(["for", "the", "consumer"])
+        assert got.result(30) == ["for", "the", "consumer"]  # the real consumer got its items at once
+        assert not replayer.poll(500)  # the replayer got nothing
+
+        # An older request replayed while the consumer's next get is parked changes nothing either.
+        got = worker.submit(consumer.get_many, 10)
+        wait_until(lambda: server.counters["parked"] == 1)
+        replayer.send(sent[0])
+        wait_until(lambda: server.counters["stale"] == 1)
+        local.put("second")
+        assert got.result(30) == ["second"]
+        assert not replayer.poll(500)
+    replayer.close()
+    consumer.close()

@@ -177,6 +177,9 @@ class RPCQueueClient:
         if channel.socket is None:
             sock = zmq.Context.instance().socket(zmq.DEALER)
             sock.linger = 0
+            # Kept across reconnections: the server answers a re-sent request to where the
+            # client's replies went, and a new connection with this id takes that place.
+            sock.routing_id = b"R" + os.urandom(15)
             sock.connect(self.endpoint)
             channel.socket = sock
         return channel

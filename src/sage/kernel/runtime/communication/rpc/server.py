@@ -9,7 +9,9 @@ stop and create queues; local threads use the hosted queues directly.
 Every client (one per thread of a descriptor) has an id and numbers its
 requests. The server remembers each client's last sequence number and the
 reply it sent, so a request the client re-sends after a lost reply is answered
-again from memory, never executed twice.
+again from memory, never executed twice. Only a request newer than the
+client's last one changes where its replies go, so a replayed copy can
+neither redirect a parked reply nor receive one.
 """
 
 from __future__ import annotations
@@ -244,6 +246,8 @@ class RPCQueueServer:
         sock = zmq.Context.instance().socket(zmq.ROUTER)
         sock.linger = 0
         sock.rcvhwm = RCVHWM
+        # A client that reconnects keeps its routing id; its new connection takes over.
+        sock.router_handover = 1
         # ZeroMQ disconnects a peer whose frame is far over the limit, so memory
         # stays bounded; frames up to twice the limit reach us and are counted.
         sock.maxmsgsize = 2 * self.max_message_bytes
@@ -321,15 +325,18 @@ class RPCQueueServer:
             self._evict_clients()
         else:
             self._clients.move_to_end(request.client_id)
-            client.identity = identity  # a re-sent request may come from a new socket
             if request.seq < client.seq:
                 self._counters["stale"] += 1
                 return
             if request.seq == client.seq:
+                # A re-send, or a replay by whoever captured it: answered to where the
+                # client's replies go, never to the sender of the copy.
                 self._counters["duplicates"] += 1
                 if client.reply is not None:
                     self._send(client.identity, client.reply)
                 return
+        # A newer request: only now may the address of the client's replies change.
+        client.identity = identity
         self._abandon(client)
         client.seq = request.seq
         client.reply = None
