@@ -6,6 +6,7 @@ import enum
 import json
 import os
 import pathlib
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -44,9 +45,34 @@ def test_hash_is_64_bit_and_spreads_keys_evenly():
         assert max(counts.values()) < 1.15 * 4000 / n
 
 
-def test_equal_looking_keys_of_different_types_are_different_keys():
-    keys = [0, False, "", b"", None, 0.0, (), 1, True, "1", 1.0, ("a", 1), ("a", "1"), ("ab", "c"), ("a", "bc"), (("a",),), ("a",)]
+def test_unequal_keys_hash_differently_even_when_they_look_alike():
+    keys = [0, "", b"", None, (), 1, "1", b"1", 1.5, "1.5", ("a", 1), ("a", "1"), ("ab", "c"), ("a", "bc"),
+            (("a",),), ("a",), float("inf"), float("-inf"), 2**64, -(2**64), (0,), ((0,),)]
+    assert all(a != b for i, a in enumerate(keys) for b in keys[i + 1:])  # the premise: no two are equal
     assert len({stable_hash(k) for k in keys}) == len(keys)
+
+
+@pytest.mark.parametrize("equal", [
+    (0, 0.0, -0.0, False),
+    (1, 1.0, True),
+    (2**53, float(2**53)),
+    (-7, -7.0),
+    ((1, 0.0), (True, -0.0), (1.0, 0)),
+    (("k", (1, False)), ("k", (1.0, 0.0))),
+    (b"raw", bytearray(b"raw"), memoryview(b"raw")),
+])
+def test_keys_equal_in_python_hash_alike(equal):
+    assert all(a == b for a in equal for b in equal)  # the premise
+    assert len({stable_hash(k) for k in equal}) == 1
+
+
+def test_every_nan_hashes_alike():
+    """NaN equals nothing, not even itself; every NaN key goes to one instance."""
+    nans = [float("nan"), -float("nan"), float("inf") - float("inf"), struct.unpack(">d", bytes.fromhex("7ff8000000000001"))[0]]
+    assert all(n != n for n in nans)
+    assert len({stable_hash(n) for n in nans}) == 1
+    assert stable_hash(("k", float("nan"))) == stable_hash(("k", -float("nan")))
+    assert stable_hash(float("nan")) not in {stable_hash(k) for k in (0, 0.0, float("inf"), None)}
 
 
 def test_subclasses_and_buffers_hash_like_their_plain_values():
