@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def describe_error(error: BaseException) -> str:
+    """`Type: message` of a user's exception, even when its `__str__` raises (then says so)."""
+    try:
+        message = str(error)
+    except Exception as exc:  # a broken __str__ must not replace the user's error with our own
+        message = f"<message unavailable: its __str__ raised {type(exc).__name__}>"
+    return f"{type(error).__name__}: {message}"
+
+
 class PipelineError(ValueError):
     """A pipeline that cannot run, found when it is built or submitted (names the operator)."""
 

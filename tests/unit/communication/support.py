@@ -10,18 +10,27 @@ import threading
 import time
 from typing import Any
 
-from sage.kernel.runtime.communication import BaseRouter, Connection, Packet, PythonQueueDescriptor
+from sage.kernel.runtime.communication import Batch, BaseRouter, Connection, Packet, PythonQueueDescriptor
 
-KEYS: list[Any] = [f"user-{i}" for i in range(64)] + [0, "", False, None, 7, -3, 2.5, b"raw", ("a", 1), (("n",), None)]
+KEYS: list[Any] = [f"user-{i}" for i in range(64)] + [0, "", False, None, 7, -3, 2.5, b"raw", ("a", 1), (("n",), None),
+                                                     -0.0, 1.0, True, float("nan"), float("inf")]
 """Partition keys whose placement must not depend on the process or its hash seed."""
 
 
+def records(items: list[Any]) -> list[Any]:
+    """Queue items with every `Batch` expanded into its records as `Packet`s (control items kept)."""
+    out: list[Any] = []
+    for item in items:
+        out.extend(item.packets() if isinstance(item, Batch) else [item])
+    return out
+
+
 def drain(descriptor: PythonQueueDescriptor) -> list[Any]:
-    """Everything queued on `descriptor` now, oldest first (single-threaded use)."""
+    """Everything queued on `descriptor` now, oldest first, batches expanded (single-threaded use)."""
     items: list[Any] = []
     while not descriptor.empty():
         items.extend(descriptor.get_many(1024, timeout=0))
-    return items
+    return records(items)
 
 
 def wait_until_parked(condition: threading.Condition, count: int = 1, timeout: float = 5.0) -> None:
@@ -62,7 +71,7 @@ def first_access_from_threads(descriptor: Any, threads_n: int = 16) -> list[Any]
 def route_keys(keys: list[Any], instances: int) -> list[int]:
     """Route one hash-keyed packet per key through a real router; the parallel index each reached."""
     queues = [PythonQueueDescriptor() for _ in range(instances)]
-    router = BaseRouter({0: {i: Connection(0, i, f"t_{i}", q) for i, q in enumerate(queues)}})
+    router = BaseRouter({0: {i: Connection(0, i, f"t_{i}", q) for i, q in enumerate(queues)}}, {0: "hash"})
     for position, key in enumerate(keys):
         router.send(Packet(position, partition_key=key, partition_strategy="hash"))
     router.flush()

@@ -12,7 +12,7 @@ import pytest
 from sage.kernel.runtime.communication import BaseRouter, Connection, Packet, SendCancelled, StopSignal
 from sage.kernel.runtime.communication.router.router import RETRY_INTERVAL
 
-from .support import drain, wait_until_parked
+from .support import drain, records, wait_until_parked
 
 N = 3000
 
@@ -53,7 +53,7 @@ def test_one_producer_into_small_queues_loses_nothing_and_stops_last(make_groups
     run_threads(threading.Thread(target=produce), *consumers)
 
     for p, items in received.items():
-        *packets, stop = items
+        *packets, stop = records(items)
         assert isinstance(stop, StopSignal) and stop.source == "src_0"
         assert [pk.payload for pk in packets] == list(range(p, N, 3))  # all of this channel, in order
         assert groups[0][p].queue_descriptor.empty()  # nothing after the stop signal
@@ -75,6 +75,7 @@ def test_two_producers_into_one_small_queue_keep_order_per_channel(make_queue):
         threading.Thread(target=produce, args=("b",)),
         threading.Thread(target=consume_until_stops, args=(shared, 2, received)),
     )
+    received = records(received)
     for name in ("a", "b"):
         channel = [item for item in received if (item.source if isinstance(item, StopSignal) else item.payload[0]) == name]
         assert [pk.payload[1] for pk in channel[:-1]] == list(range(N))
@@ -142,17 +143,13 @@ def test_cancel_also_frees_a_blocked_stop_signal(make_queue):
 
 def test_after_a_cancelled_batch_a_flush_sends_only_what_was_not_delivered(make_queue):
     descriptor = make_queue(maxsize=3)
-    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}}, batch_size=5)
-
-    def produce() -> None:
-        for i in range(5):  # the fifth fills the batch: 3 fit, 2 wait
-            router.send(Packet(i))
-
-    cancel_while_blocked(descriptor, router, produce)
+    router = BaseRouter({0: {0: Connection(0, 0, "t", descriptor)}}, batch_size=5)  # batches of 3: the queue's size
+    # [0, 1, 2] fills the queue, [3, 4, 5] waits for room.
+    cancel_while_blocked(descriptor, router, lambda: router.send_batch(list(range(6))))
     assert router.has_pending()
     assert [pk.payload for pk in drain(descriptor)] == [0, 1, 2]
-    # Cancellation only interrupts waiting: with room, the flush goes through at once
-    # (and a router that had kept the delivered items would raise here instead).
+    # Cancellation only interrupts waiting: with room, the flush goes through at once, in order,
+    # and nothing delivered before is sent again.
     router.flush()
-    assert [pk.payload for pk in drain(descriptor)] == [3, 4]
+    assert [pk.payload for pk in drain(descriptor)] == [3, 4, 5]
     assert not router.has_pending()

@@ -16,7 +16,7 @@ import pytest
 from sage.kernel import LocalEnvironment, StopSignal
 from sage.kernel.api.function import MapFunction
 from sage.kernel.runtime.backend import LocalBackend
-from sage.kernel.runtime.communication.router import Packet
+from sage.kernel.runtime.communication.router import Batch, Packet
 from sage.kernel.runtime.dispatcher import Dispatcher
 from sage.kernel.runtime.job import Job
 from sage.kernel.runtime.job_manager import JobManager
@@ -43,16 +43,20 @@ class Plus(MapFunction):
 class TaskUnderTest:
     """The map task `Plus_0` of `from_batch x2 -> Plus -> sink`, run alone on a thread."""
 
-    def __init__(self, on_error: str = "fail") -> None:
+    def __init__(self, on_error: str = "fail", keyed: bool = False) -> None:
         self.closed: list[str] = []
         env = LocalEnvironment("task-loop")
-        env.from_batch([0], parallelism=2).map(Plus, 10, self.closed, on_error=on_error).sink(print)
+        stream = env.from_batch([0], parallelism=2)
+        if keyed:
+            stream = stream.keyby(lambda x: x)
+        stream.map(Plus, 10, self.closed, on_error=on_error).sink(print)
         backend = LocalBackend()
         self.graph = JobManager.compile(env, f"task-loop-{id(self)}", backend)
         dispatcher = Dispatcher(Job(self.graph.job_id, env.name), self.graph, backend, env.config)
         node = self.graph.nodes["Plus_0"]
         self.task = Task(dispatcher.task_context("Plus_0"), node.spec)
         self.input = node.input_qd
+        self.upstream = node.upstream_names
         self.output = self.graph.nodes["print_0"].input_qd
         self.result: list[Any] = []
         self.thread = threading.Thread(target=self._run)
@@ -73,17 +77,17 @@ class TaskUnderTest:
         return self.result[0]
 
     def receive(self, n: int) -> list[Any]:
-        """The first `n` items the task sends, blocking until they are there."""
+        """The first `n` records or signals the task sends (batches expanded), blocking until they are there."""
         items: list[Any] = []
         while len(items) < n:
-            items.extend(self.output.get_many(n - len(items), timeout=TIMEOUT))
+            items.extend(records(self.output.get_many(1, timeout=TIMEOUT)))
         return items
 
     def sent(self) -> list[Any]:
-        """Everything the task has sent so far (not blocking)."""
+        """Every record or signal the task has sent so far (batches expanded; not blocking)."""
         items: list[Any] = []
         while not self.output.empty():
-            items.extend(self.output.get_many(1024, timeout=0))
+            items.extend(records(self.output.get_many(1024, timeout=0)))
         return items
 
     def close(self) -> None:
@@ -107,10 +111,17 @@ def make_task():
         t.close()
 
 
+def records(items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        out.extend(item.packets() if isinstance(item, Batch) else [item])
+    return out
+
+
 def test_finishes_only_after_a_stop_signal_from_every_upstream_instance(make_task, caplog) -> None:
     t = make_task()
     with caplog.at_level(logging.WARNING):
-        t.put(Packet(1), StopSignal(source="from_batch_0"), Packet(2))
+        t.put(Batch([1], source="from_batch_0"), StopSignal(source="from_batch_0"), Packet(2))
         # A duplicate from the same instance and a signal from a stranger do not count.
         t.put(StopSignal(source="from_batch_0"), StopSignal(source="someone_else"), Packet(3))
         # The task flushes what it sent when it runs out of input: once 13 is out, it has seen all of the above.
@@ -140,21 +151,34 @@ def test_a_failure_names_the_task_and_keeps_the_cause(make_task) -> None:
 
 def test_skip_goes_on_with_the_rest_of_the_batch(make_task) -> None:
     t = make_task(on_error="skip")
-    t.put(Packet(1), Packet(-1), Packet(2), StopSignal(source="from_batch_0"), StopSignal(source="from_batch_1"))
+    t.put(Batch([1, -1, 2], source="from_batch_0"), StopSignal(source="from_batch_0"),
+          StopSignal(source="from_batch_1"))
     assert t.finish() == "finished"
     assert [p.payload for p in t.sent()[:-1]] == [11, 12]
     metrics = t.task.metrics()
     assert (metrics["records_in"], metrics["records_out"], metrics["errors"]) == (3, 2, 1)
 
 
-def test_keyed_packets_stay_keyed_and_broadcast_ones_do_not(make_task) -> None:
+def test_a_failed_task_counts_what_it_really_emitted(make_task) -> None:
     t = make_task()
-    t.put(Packet(1, 0, "k", "hash"), Packet(2, 0, "b", "broadcast"), Packet(3, 0, 0, "hash"),
-          StopSignal(source="from_batch_0"), StopSignal(source="from_batch_1"))
+    t.put(Batch([1, 2], source="from_batch_0"))
+    assert [p.payload for p in t.receive(2)] == [11, 12]
+    t.put(Batch([3, 4, 5, 6, 7, -1, 8, 9, 10, 11], source="from_batch_1"))  # fails on its 6th record
+    assert isinstance(t.finish(), TaskFailure)
+    metrics = t.task.metrics()
+    assert (metrics["records_in"], metrics["records_out"], metrics["errors"]) == (12, 2, 1)
+    assert [p.payload for p in t.sent()] == []  # the failing batch's first five never went out
+
+
+def test_keyed_records_stay_keyed_with_their_own_keys(make_task) -> None:
+    t = make_task(keyed=True)
+    first, second = t.upstream
+    t.put(Batch([1, 2, 3], ["k", "b", 0], source=first), Packet(4, 0, ("t", 1), "hash"),
+          StopSignal(source=first), StopSignal(source=second))
     assert t.finish() == "finished"
     sent = t.sent()[:-1]
     assert [(p.payload, p.partition_key, p.partition_strategy) for p in sent] == [
-        (11, "k", "hash"), (12, None, None), (13, 0, "hash"),
+        (11, "k", "hash"), (12, "b", "hash"), (13, 0, "hash"), (14, ("t", 1), "hash"),
     ]
 
 

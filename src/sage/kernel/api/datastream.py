@@ -68,7 +68,8 @@ def add_operator(env: "BaseEnvironment", inputs: list[Transformation], kind: str
     transformation = env._add(Transformation(
         kind=kind, basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
         parallelism=parallelism, inputs=inputs, on_error=on_error, options=dict(resources or {}),
-        detached=True in detached, service_name=inputs[0].service_name if True in detached else None, **extra,
+        detached=True in detached, service_name=inputs[0].service_name if True in detached else None,
+        **{"enveloped": True in detached, **extra},
     ))
     return DataStream(env, transformation)
 
@@ -125,7 +126,8 @@ class DataStream:
                 f"keyby operator: unknown strategy {strategy!r}; expected one of {', '.join(KEYBY_STRATEGIES)}"
             )
         return self._then("keyby", function, args, KeyByFunction, CallableKeyBy,
-                          parallelism or self.transformation.parallelism, on_error, resources, kwargs,
+                          self.transformation.parallelism if parallelism is None else parallelism, on_error,
+                          resources, kwargs,
                           strategy=strategy, keyed=strategy == "hash")
 
     def sink(self, function: type[SinkFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
@@ -148,7 +150,7 @@ class DataStream:
             raise PipelineError(f"reply after operator {t.basename!r}: only a stream from env.from_service() "
                                 f"can reply")
         return add_operator(self._env, [t], "sink", ServiceReplySink, (), SinkFunction, None, parallelism,
-                            "fail", None, {})
+                            "fail", None, {}, enveloped=False)
 
     def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
         """A sink that prints every record, optionally after `prefix`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from ..errors import PipelineError
@@ -22,6 +23,9 @@ class JobConfig:
       (ZeroMQ queues); None picks the backend's default.
     - `service_timeout`: default seconds a service call waits for its answer.
     - `service_queue_maxsize`: capacity of each service's request queue.
+    - `copy_on_fanout`: when one record goes to several consumers (broadcast,
+      or one stream read by several operators), give each extra consumer its
+      own copy of a mutable record (see `record_copy`); False shares it.
     """
 
     queue_maxsize: int = 4096
@@ -30,6 +34,7 @@ class JobConfig:
     transport: str | None = None
     service_timeout: float = 30.0
     service_queue_maxsize: int = 4096
+    copy_on_fanout: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "JobConfig":
@@ -46,8 +51,11 @@ class JobConfig:
                 raise PipelineError(f"config {name} must be an int >= 1, got {value!r}")
         for name in ("buffer_timeout", "service_timeout"):
             value = getattr(config, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise PipelineError(f"config {name} must be a number >= 0, got {value!r}")
+            # `not 0 <= value < inf` also refuses NaN, which compares false with everything.
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+                raise PipelineError(f"config {name} must be a finite number >= 0 (seconds), got {value!r}")
+        if not isinstance(config.copy_on_fanout, bool):
+            raise PipelineError(f"config copy_on_fanout must be True or False, got {config.copy_on_fanout!r}")
         if config.transport is not None and config.transport not in TRANSPORTS:
             raise PipelineError(f"config transport must be one of {', '.join(TRANSPORTS)}, got {config.transport!r}")
         return config

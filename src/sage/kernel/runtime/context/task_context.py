@@ -42,8 +42,9 @@ class TaskContext(RuntimeContext):
     def _init_live(self) -> None:
         super()._init_live()
         self.stop_event = threading.Event()
-        self.router = BaseRouter(self.downstream_groups, batch_size=self.config.batch_size,
-                                 buffer_timeout=self.config.buffer_timeout, cancel_event=self.cancel_event)
+        self.router = BaseRouter(self.downstream_groups, self.group_strategies, batch_size=self.config.batch_size,
+                                 buffer_timeout=self.config.buffer_timeout, cancel_event=self.cancel_event,
+                                 source=self.name, copy_on_fanout=self.config.copy_on_fanout)
 
     def send_packet(self, packet: Packet) -> int:
         """Route one packet downstream (blocks while a target queue is full); returns deliveries."""
@@ -56,8 +57,6 @@ class TaskContext(RuntimeContext):
     def get_routing_info(self) -> dict[str, Any]:
         """This task's routing: per broadcast group its strategy, connections, target names and queue ids."""
         groups = self.router.get_connections_info()
-        for index, group in groups.items():
-            group["strategy"] = self.group_strategies.get(index, "round_robin")
         return {
             "name": self.name,
             "operator": self.basename,

@@ -27,16 +27,12 @@ class OperatorSpec:
     strategy: str | None
     num_inputs: int
     enveloped: bool = False
-    """True in a service pipeline: records travel as `Envelope`s around the user's payloads."""
+    """True for a user function in a service pipeline: records travel as `Envelope`s around the
+    caller's payloads, and the operator unwraps them for the function and wraps its outputs."""
 
     def create_function(self) -> Any:
         """A new function instance (one per parallel task)."""
-        function = self.function_class(*self.args, **self.kwargs)
-        if self.enveloped:
-            from ..service.pipeline_service import wrap_enveloped
-
-            wrap_enveloped(self.kind, function)
-        return function
+        return self.function_class(*self.args, **self.kwargs)
 
 
 @dataclasses.dataclass
@@ -176,7 +172,7 @@ class ExecutionGraph:
             raise PipelineError(f"operator {t.basename!r}: no queue named {', '.join(unknown)} in this job")
         kwargs = {**t.kwargs, **{arg: named_queues[q] for arg, q in t.bind_queues.items()}}
         spec = OperatorSpec(t.kind, t.function_class, t.args, kwargs, t.on_error, t.strategy, len(t.inputs),
-                            enveloped=t.detached)
+                            enveloped=t.enveloped)
         name = f"{t.basename}_{index}"
         input_qd = None if t.is_source else self._queue(f"{name}.in", queue_maxsize, name)
         node = TaskNode(name, t.basename, index, t.parallelism, spec, dict(t.options), input_qd,

@@ -22,7 +22,8 @@ class Transformation:
     (e.g. a pipeline service's request queue), resolved into descriptors at
     compile time. `detached` marks a service pipeline (`service_name` names
     its service): its tasks do not count toward a bounded job's completion
-    and are stopped when the job ends.
+    and are stopped when the job ends. `enveloped` marks a user function in a
+    service pipeline (its records are envelopes the operator unwraps for it).
     """
 
     kind: str
@@ -40,6 +41,7 @@ class Transformation:
     bind_queues: dict[str, str] = dataclasses.field(default_factory=dict)
     detached: bool = False
     service_name: str | None = None
+    enveloped: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -1,52 +1,60 @@
-"""Operators: run one user function instance on runs of packets and send the results on.
+"""Operators: run one user function instance on batches of records and send the results on.
 
-A stream operator's `process_batch(packets)` handles a run of data packets
-taken from the input queue in one go (the task loop keeps stop signals out
-of it): one Python call per run rather than per record leaves the function
-call and the send as the per-record cost. An exception in the function, or
-in routing its output, goes to `on_error`, which either raises (the task
-fails) or counts it and returns (the record is skipped and the run goes on).
+A stream operator's `process_batch(payloads, keys, input_index)` handles the
+records of one `Batch` taken from the input queue (the task loop keeps
+control items out of it): one Python call per batch rather than per record
+leaves the function call as the per-record cost, and the results go to the
+router as one run. An exception in the function goes to `on_error`, which
+either raises (the task fails) or counts it and returns (that record is
+skipped and the batch goes on).
 
-A packet belongs to the one task it was delivered to (the router gives
-every extra delivery its own copy), so one-to-one operators (map, filter,
-keyby, comap) send the input packet on with its payload replaced instead of
-allocating one. Output keeps the input's partition key when the input was
-routed by hash (a keyed stream stays keyed); "broadcast" and "round_robin"
-apply to one edge only, so such outputs are routed round-robin again. A
-reused packet keeps its timestamp: when the source emitted the record.
+Keys: a record keeps the key it arrived with (a keyed stream stays keyed);
+`keys` is None when the batch's records have none. Keys arrive only over hash
+edges (the router sends none elsewhere), so routing decides keyed-ness, as
+the execution graph says. A keyby makes new keys and checks each one.
+
+Nothing here changes a record or a list it was given: outputs are new lists
+(a record the function returns unchanged is passed on as the same object,
+which now belongs to the one downstream delivery or is copied by the router
+on fan-out).
+
+Service pipelines (`spec.enveloped`): records travel as `Envelope`s around
+the caller's payloads. The operator unwraps them, runs the user function on
+the payloads, and wraps each output in the envelope of the record it came
+from; user functions never see envelopes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any, Callable, Iterable, Iterator
+from itertools import repeat
+from typing import Any, Callable, Iterator
 
-from ...api.function.source_function import IterableBatchFunction
-from ..communication.router import Packet
+from ..communication.router import UNKEYED, check_key
 from ..context import TaskContext
 from ..graph import OperatorSpec
 
 ErrorHandler = Callable[[Exception], None]
 
+logger = logging.getLogger(__name__)
+
 
 class Operator:
-    """Builds the function instance, wires it to the task context and counts output.
+    """Builds the function instance, wires it to the task context and emits output.
 
-    `one_to_one` operators emit exactly one record per record they process
-    without error, so their output count is derived (records in minus
-    errors) rather than counted per record; the others count `records_out`
-    themselves. Counters are read by other threads (metrics) without locks.
+    `records_out` counts what the operator really emitted; other threads read
+    it (metrics) without locks.
     """
-
-    one_to_one = False
 
     def __init__(self, spec: OperatorSpec, ctx: TaskContext, on_error: ErrorHandler) -> None:
         self.spec = spec
         self.ctx = ctx
         self.function = spec.create_function()
         self.function.ctx = ctx
-        self.send: Callable[[Packet], int] = ctx.router.send
+        self.router = ctx.router
         self.on_error = on_error
+        self.enveloped = spec.enveloped
         self.records_out = 0
 
     def open(self) -> None:
@@ -55,34 +63,68 @@ class Operator:
     def close(self) -> None:
         self.function.close()
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        """Handle a run of data packets, in order."""
+    def process_batch(self, payloads: list[Any], keys: list[Any] | None, input_index: int) -> None:
+        """Handle the records of one batch, in order."""
+        if self.enveloped:
+            envelopes = payloads
+            outputs, origins, keys = self.apply([e.payload for e in envelopes], keys, input_index)
+            if origins is None:
+                outputs = [e.carrying(out) for e, out in zip(envelopes, outputs)]
+            else:
+                outputs = [envelopes[i].carrying(out) for i, out in zip(origins, outputs)]
+        else:
+            outputs, origins, keys = self.apply(payloads, keys, input_index)
+        if outputs:
+            self.emit(outputs, keys)
+
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        """Run the function over one batch's records: `(outputs, origins, output keys)`.
+
+        `origins[j]` is the position of the input record output `j` came from
+        (None when output `j` came from input `j` for every j); the output
+        keys are aligned with the outputs (None for unkeyed outputs).
+        """
         raise NotImplementedError
 
-    def send_all(self, payloads: Iterable[Any], packet: Packet | None = None) -> None:
-        """Send each payload on in a new packet, keyed like `packet` when `packet` was hash-routed."""
-        send = self.send
-        count = 0
+    def emit(self, outputs: list[Any], keys: list[Any] | None = None) -> None:
+        """Send a run of output records downstream (keys: one per output, or None)."""
+        self.records_out += len(outputs)
+        self.router.send_batch(outputs, keys)
+
+
+def _kept(count: int, skipped: list[int]) -> list[int] | None:
+    """Positions 0..count-1 without the skipped ones (None when nothing was skipped)."""
+    if not skipped:
+        return None
+    dropped = set(skipped)
+    return [i for i in range(count) if i not in dropped]
+
+
+def _aligned(keys: list[Any] | None, origins: list[int] | None) -> list[Any] | None:
+    """The keys of the outputs: each output keeps the key of the input it came from."""
+    if keys is None or origins is None:
+        return keys
+    return [keys[i] for i in origins]
+
+
+def _one_each(execute: Callable[[Any], Any], payloads: list[Any], on_error: ErrorHandler
+              ) -> tuple[list[Any], list[int] | None]:
+    """`execute` over every record, one output each; a record whose call fails (and that
+    `on_error` lets go) is skipped. Returns (outputs, origins)."""
+    out: list[Any] = []
+    append = out.append
+    records = iter(payloads)
+    skipped: list[int] = []
+    while True:
         try:
-            if packet is not None and packet.partition_strategy == "hash":
-                key = packet.partition_key
-                for payload in payloads:
-                    send(Packet(payload, 0, key, "hash"))
-                    count += 1
-            else:
-                for payload in payloads:
-                    send(Packet(payload))
-                    count += 1
-        finally:
-            self.records_out += count
-
-
-def forward(packet: Packet, send: Callable[[Packet], int]) -> None:
-    """Send a reused packet on: hash keys stay, any other strategy was for the edge it came by."""
-    strategy = packet.partition_strategy
-    if strategy is not None and strategy != "hash":
-        packet.partition_strategy = packet.partition_key = None
-    send(packet)
+            for payload in records:  # resumes after a skipped record: the iterator remembers where it was
+                append(execute(payload))
+            break
+        except Exception as exc:
+            on_error(exc)
+            skipped.append(len(out) + len(skipped))
+    return out, _kept(len(payloads), skipped)
 
 
 class SourceOperator(Operator):
@@ -90,14 +132,14 @@ class SourceOperator(Operator):
 
     def record_runs(self, size: int) -> Iterator[Sequence[Any]] | None:
         """Runs of at most `size` records when the source is a list, tuple or range, else None."""
-        if isinstance(self.function, IterableBatchFunction):
-            return self.function.runs(size)
-        return None
+        runs = getattr(self.function, "runs", None)
+        return runs(size) if runs is not None else None
 
     def records(self) -> Iterator[Any] | None:
         """An iterator of records for a bounded source, or None for a polled SourceFunction."""
-        if isinstance(self.function, IterableBatchFunction):
-            return self.function.iterator()
+        iterator = getattr(self.function, "iterator", None)
+        if iterator is not None:
+            return iterator()
         if self.spec.kind == "batch":
             return iter(self.function.execute, None)
         return None
@@ -108,36 +150,37 @@ class SourceOperator(Operator):
 
 
 class MapOperator(Operator):
-    """One output per input record, in the input's packet."""
+    """One output per input record."""
 
-    one_to_one = True
-
-    def process_batch(self, packets: list[Packet]) -> None:
-        execute, send, on_error = self.function.execute, self.send, self.on_error
-        for packet in packets:
-            try:
-                packet.payload = execute(packet.payload)
-                # forward(), inlined: this is the hottest loop of most pipelines.
-                strategy = packet.partition_strategy
-                if strategy is not None and strategy != "hash":
-                    packet.partition_strategy = packet.partition_key = None
-                send(packet)
-            except Exception as exc:
-                on_error(exc)
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        out, origins = _one_each(self.function.execute, payloads, self.on_error)
+        return out, origins, _aligned(keys, origins)
 
 
 class FilterOperator(Operator):
-    """Sends on, in their own packets, the records the predicate accepts."""
+    """Passes on the records the predicate accepts."""
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        execute, send = self.function.execute, self.send
-        for packet in packets:
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        execute = self.function.execute
+        out: list[Any] = []
+        origins: list[int] = []
+        position = 0
+        count = len(payloads)
+        while position < count:
             try:
-                if execute(packet.payload):
-                    self.records_out += 1
-                    forward(packet, send)
+                while position < count:
+                    payload = payloads[position]
+                    if execute(payload):
+                        out.append(payload)
+                        origins.append(position)
+                    position += 1
             except Exception as exc:
                 self.on_error(exc)
+                position += 1
+        kept = None if len(origins) == count else origins
+        return out, kept, _aligned(keys, kept)
 
 
 class FlatMapOperator(Operator):
@@ -150,89 +193,111 @@ class FlatMapOperator(Operator):
             self.function._collected = []
         self._collected: list[Any] = self.function._collected
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        execute, collected, send_all = self.function.execute, self._collected, self.send_all
-        for packet in packets:
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        execute, collected = self.function.execute, self._collected
+        out: list[Any] = []
+        origins: list[int] = []
+        for position, payload in enumerate(payloads):
+            before = len(out)
             try:
-                result = execute(packet.payload)
+                result = execute(payload)
                 if collected:
-                    send_all(self._take_collected(), packet)
+                    out.extend(collected)
+                    collected.clear()
                 if result is not None:
-                    send_all(result, packet)
+                    out.extend(result)
             except Exception as exc:
-                collected.clear()  # a skipped record's collect()ed output goes nowhere
+                collected.clear()  # a skipped record's output goes nowhere, collect()ed or returned
+                del out[before:]
                 self.on_error(exc)
+                continue
+            origins.extend(repeat(position, len(out) - before))
+        return out, origins, _aligned(keys, origins)
 
     def close(self) -> None:
         super().close()
-        self.send_all(self._take_collected())
-
-    def _take_collected(self) -> list[Any]:
-        items = self._collected[:]
-        self._collected.clear()
-        return items
+        if self._collected:
+            outputs = self._collected[:]
+            self._collected.clear()
+            if self.enveloped:
+                # Records collected at end of stream answer no request: there is nobody to send them to.
+                logger.warning("%s: %d record(s) collect()ed in close() of a service pipeline were dropped",
+                               self.ctx.name, len(outputs))
+                return
+            self.emit(outputs)  # no key: they belong to no input record
 
 
 class KeyByOperator(Operator):
-    """Sets each packet's partition key and the edge's strategy; the record is unchanged."""
+    """Gives each record its partition key (checked: an unsupported key fails or skips that record).
 
-    one_to_one = True
+    The record itself is unchanged; the edge after the keyby routes by the
+    keys (hash), or ignores them (broadcast, round_robin).
+    """
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        key_of, send, strategy = self.function.execute, self.send, self.spec.strategy
-        for packet in packets:
-            try:
-                packet.partition_key = key_of(packet.payload)
-                packet.partition_strategy = strategy
-                send(packet)
-            except Exception as exc:
-                self.on_error(exc)
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        key_of = self.function.execute
+
+        def checked_key(payload: Any) -> Any:
+            key = key_of(payload)
+            check_key(key)
+            return key
+
+        new_keys, kept = _one_each(checked_key, payloads, self.on_error)
+        return (payloads if kept is None else [payloads[i] for i in kept]), kept, new_keys
 
 
 class SinkOperator(Operator):
     """Consumes records; sends nothing."""
 
-    def process_batch(self, packets: list[Packet]) -> None:
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
         execute = self.function.execute
-        for packet in packets:
+        records = iter(payloads)
+        while True:
             try:
-                execute(packet.payload)
+                for payload in records:
+                    execute(payload)
+                break
             except Exception as exc:
                 self.on_error(exc)
+        return [], None, None
 
 
 class CoMapOperator(Operator):
     """`map{i}` of the function handles records of input `i`; one output each."""
 
-    one_to_one = True
-
     def open(self) -> None:
         super().open()
         self._methods = [getattr(self.function, f"map{i}") for i in range(self.spec.num_inputs)]
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        methods, send = self._methods, self.send
-        for packet in packets:
-            try:
-                packet.payload = methods[packet.input_index](packet.payload)
-                packet.input_index = 0  # the output is one stream: input 0 of what comes next
-                forward(packet, send)
-            except Exception as exc:
-                self.on_error(exc)
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        out, origins = _one_each(self._methods[input_index], payloads, self.on_error)
+        return out, origins, _aligned(keys, origins)
 
 
 class JoinOperator(Operator):
-    """`execute(payload, key, input_index)` returns the outputs (keyed by the same key)."""
+    """`execute(payload, key, input_index)` returns the outputs, keyed by the same key."""
 
-    def process_batch(self, packets: list[Packet]) -> None:
-        execute, send_all = self.function.execute, self.send_all
-        for packet in packets:
+    def apply(self, payloads: list[Any], keys: list[Any] | None, input_index: int
+              ) -> tuple[list[Any], list[int] | None, list[Any] | None]:
+        execute = self.function.execute
+        keys = keys if keys is not None else [UNKEYED] * len(payloads)
+        out: list[Any] = []
+        origins: list[int] = []
+        for position, (payload, key) in enumerate(zip(payloads, keys)):
             try:
-                outputs = execute(packet.payload, packet.partition_key, packet.input_index)
-                if outputs:
-                    send_all(outputs, packet)
+                outputs = execute(payload, key, input_index)
             except Exception as exc:
                 self.on_error(exc)
+                continue
+            if outputs:
+                before = len(out)
+                out.extend(outputs)
+                origins.extend(repeat(position, len(out) - before))
+        return out, origins, _aligned(keys, origins)
 
 
 OPERATORS: dict[str, type[Operator]] = {

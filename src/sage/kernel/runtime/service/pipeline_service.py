@@ -7,8 +7,9 @@ record, the pipeline's operators see only those payloads, and `.reply()` at
 the end answers the request the record came from.
 
 The request travels beside the payload in an `Envelope`: operators of a
-service pipeline unwrap it before calling the user function and wrap the
-result again, so ordinary function classes work unchanged.
+service pipeline unwrap it before calling the user function and wrap each
+result in the envelope of the record it came from (see the operators), so
+ordinary function classes work unchanged.
 
 In flight: at most `max_in_flight` requests are inside the pipeline at once.
 The service's credit queue holds the free slots, shared by every bridge
@@ -23,7 +24,6 @@ nobody (the caller drops and counts them) and free nothing.
 
 from __future__ import annotations
 
-import logging
 import queue
 import time
 from typing import Any
@@ -32,7 +32,6 @@ from ...api.function import SinkFunction, SourceFunction
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
-logger = logging.getLogger(__name__)
 
 CREDIT_WAIT = 0.05
 """Seconds the bridge blocks on credits, answers or requests before re-checking its stop event."""
@@ -182,45 +181,4 @@ class ServiceReplySink(SinkFunction):
         self._queues.put(data.inbox, request.request_id)
 
 
-def wrap_enveloped(kind: str, function: Any) -> None:
-    """Make `function` (an instance in a service pipeline) take and give `Envelope`s.
-
-    The user function still sees plain payloads. Bridge and reply functions
-    are left alone: they speak envelopes already.
-    """
-    if isinstance(function, (ServiceBridgeSource, ServiceReplySink)):
-        return
-    execute = function.execute
-    if kind == "map":
-        function.execute = lambda e: e.carrying(execute(e.payload))
-    elif kind in ("filter", "keyby", "sink"):
-        function.execute = lambda e: execute(e.payload)
-    elif kind == "flatmap":
-        def flat(e: Envelope) -> list[Envelope]:
-            result = execute(e.payload)
-            # collect()ed items first, then the returned ones: the order of an ordinary flatmap.
-            collected = getattr(function, "_collected", None)
-            out = [e.carrying(x) for x in collected] if collected else []
-            if collected:
-                collected.clear()
-            out.extend(e.carrying(x) for x in (result or ()))
-            return out
-
-        close = function.close
-
-        def close_enveloped() -> None:
-            close()
-            collected = getattr(function, "_collected", None)
-            if collected:
-                # Records collected at end of stream answer no request: there is nobody to send them to.
-                logger.warning("%s: %d record(s) collect()ed in close() of a service pipeline were dropped",
-                               function.name, len(collected))
-                collected.clear()
-
-        function.execute = flat
-        function.close = close_enveloped
-    else:
-        raise ValueError(f"{kind} operators cannot run in a service pipeline")
-
-
-__all__ = ["Envelope", "ServiceBridgeSource", "ServiceReplySink", "fill_credits", "wrap_enveloped"]
+__all__ = ["Envelope", "ServiceBridgeSource", "ServiceReplySink", "fill_credits"]

@@ -8,8 +8,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
+from ...errors import describe_error
 from ..communication.errors import SendCancelled, TransportError
-from ..communication.router import Packet, StopSignal
+from ..communication.router import Batch, Packet, StopSignal
 from ..context import TaskContext
 from ..graph import OperatorSpec
 from ..operator import Operator, SourceOperator, create_operator
@@ -17,8 +18,8 @@ from ..operator import Operator, SourceOperator, create_operator
 IDLE_WAIT = 0.2
 """Seconds an idle task blocks on its input before re-checking for cancellation."""
 
-GET_BATCH = 1024
-"""Most packets taken from the input queue at once (the job's `batch_size` when that is larger)."""
+GET_BATCH = 64
+"""Most items (batches, signals) taken from the input queue at once."""
 
 SOURCE_RUN = 256
 """Records a list, tuple or range source sends between two checks for a stop."""
@@ -35,7 +36,7 @@ class TaskFailure(Exception):
     """A task failed; `task_name` names it and `__cause__` is the original exception."""
 
     def __init__(self, task_name: str, error: BaseException) -> None:
-        super().__init__(f"task {task_name!r} failed: {type(error).__name__}: {error}")
+        super().__init__(f"task {task_name!r} failed: {describe_error(error)}")
         self.task_name = task_name
 
 
@@ -124,9 +125,9 @@ class Task:
         """
         if isinstance(exc, (SendCancelled, TaskFailure)):
             raise exc
+        self.errors += 1
         if self.spec.on_error != "skip" or isinstance(exc, TransportError):
             raise TaskFailure(self.name, exc) from exc
-        self.errors += 1
         if self.errors <= _LOGGED_ERRORS or self.errors % 1000 == 0:
             logger.warning("task %s skipped a record (error %d): %r", self.name, self.errors, exc,
                            exc_info=self.errors <= _LOGGED_ERRORS)
@@ -140,14 +141,14 @@ class Task:
         if records is None:
             return self._poll_source(operator)
         is_stopped = self.ctx.stop_event.is_set
-        send = self.ctx.router.send
+        send_batch = self.ctx.router.send_batch
         while True:
             sent = 0
             try:
                 for record in records:
                     if is_stopped():
                         return True
-                    send(Packet(record))
+                    send_batch([record])
                     sent += 1
                 return True
             except Exception as exc:
@@ -158,19 +159,18 @@ class Task:
     def _send_runs(self, operator: SourceOperator, runs: Iterator[Sequence[Any]]) -> bool:
         """Send a sequence's records, checking for a stop between runs (the hottest source loop)."""
         is_stopped = self.ctx.stop_event.is_set
-        send = self.ctx.router.send
+        send_batch = self.ctx.router.send_batch
         for run in runs:
             if is_stopped():
                 break
-            for record in run:
-                send(Packet(record))
+            send_batch(run if isinstance(run, list) else list(run))
             operator.records_out += len(run)
         return True
 
     def _poll_source(self, operator: SourceOperator) -> bool:
         stop = self.ctx.stop_event
         router = self.ctx.router
-        poll, send = operator.poll, router.send
+        poll, send_batch = operator.poll, router.send_batch
         backoff = 0.0
         while not stop.is_set():
             try:
@@ -190,7 +190,7 @@ class Task:
             if record.__class__ is StopSignal:
                 return True
             backoff = 0.0
-            send(Packet(record))
+            send_batch([record])
             operator.records_out += 1
         return True
 
@@ -199,8 +199,7 @@ class Task:
         ctx = self.ctx
         expected, received = self._expected, self._received
         get_many = ctx.input_qd.get_many
-        # Take at least a whole upstream batch at once (remote queues unpickle a batch per get).
-        get_size = max(GET_BATCH, ctx.config.batch_size)
+        get_size = GET_BATCH
         router = ctx.router
         cancel = ctx.cancel_event
         process_batch = operator.process_batch
@@ -224,45 +223,43 @@ class Task:
                     continue
                 finally:
                     self._idle = (idle + time.monotonic() - started, 0.0)
-            # The search runs in C; stop signals are rare, so most batches go to the operator whole.
-            if StopSignal in map(type, batch):
-                self._process_with_stops(batch, process_batch)
-            else:
-                self.records_in += len(batch)
-                process_batch(batch)
+            for item in batch:
+                if item.__class__ is Batch:
+                    self.records_in += len(item.payloads)
+                    process_batch(item.payloads, item.keys, item.input_index)
+                else:
+                    self._control(item, process_batch)
         return True
 
-    def _process_with_stops(self, batch: list[Any], process_batch: Callable[[list[Packet]], None]) -> None:
-        """Process the data runs of `batch` and note its stop signals, in order."""
-        start = 0
-        for position, item in enumerate(batch):
-            if item.__class__ is StopSignal:
-                if start < position:
-                    self.records_in += position - start
-                    process_batch(batch[start:position])
-                start = position + 1
-                if item.source in self._expected:
-                    self._received.add(item.source)
-                else:
-                    logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
-        if start < len(batch):
-            self.records_in += len(batch) - start
-            process_batch(batch[start:])
+    def _control(self, item: Any, process_batch: Callable[[list[Any], list[Any] | None, int], None]) -> None:
+        """An input item that is not a batch: a stop signal, or a single packet from a foreign producer."""
+        if item.__class__ is StopSignal:
+            if item.source in self._expected:
+                self._received.add(item.source)
+            else:
+                logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
+        elif isinstance(item, Packet):
+            self.records_in += 1
+            process_batch([item.payload], [item.partition_key] if item.is_keyed() else None, item.input_index)
+        else:
+            logger.warning("task %s ignored an unknown input item %r", self.name, item)
 
     # ------------------------------------------------------------------ metrics
     @property
     def idle_seconds(self) -> float:
         """Time spent waiting for input (a source: for its function to have a record), a wait in progress included."""
+        return self.idle_seconds_at(time.monotonic())
+
+    def idle_seconds_at(self, now: float) -> float:
+        """`idle_seconds` as of `now` (a `time.monotonic()` reading), for consistent metrics."""
         total, since = self._idle
-        return total + (time.monotonic() - since if since else 0.0)
+        return total + (max(0.0, now - since) if since else 0.0)
 
     @property
     def records_out(self) -> int:
-        """Records this task has emitted (derived for one-to-one operators, which do not count)."""
+        """Records this task has emitted."""
         operator = self.operator
-        if operator is None:
-            return 0
-        return self.records_in - self.errors if operator.one_to_one else operator.records_out
+        return 0 if operator is None else operator.records_out
 
     def metrics(self) -> dict[str, Any]:
         """Plain-data counters of this task instance (cumulative since it started) and its input queue's fill.
@@ -273,9 +270,12 @@ class Task:
         a source and once the task no longer runs (its queue may be released).
         """
         ctx = self.ctx
-        idle, backpressure = self.idle_seconds, ctx.router.backpressure_seconds
-        now = time.monotonic()  # read after the waits in progress, so they never exceed `elapsed`
-        elapsed = ((self.finished_at or now) - self.started_at) if self.started_at is not None else 0.0
+        # One clock reading for every figure: waits in progress count up to `now`, so the parts
+        # never add up to more than `elapsed` (busy is never negative).
+        finished_at = self.finished_at
+        now = finished_at if finished_at is not None else time.monotonic()
+        idle, backpressure = self.idle_seconds_at(now), ctx.router.backpressure_seconds_at(now)
+        elapsed = (now - self.started_at) if self.started_at is not None else 0.0
         queued = maxsize = None
         input_qd = ctx.input_qd
         if input_qd is not None and self.status == "running" and input_qd.is_initialized():
@@ -292,7 +292,7 @@ class Task:
             "elapsed_seconds": elapsed,
             "idle_seconds": idle,
             "backpressure_seconds": backpressure,
-            "busy_seconds": max(0.0, elapsed - idle - backpressure),
+            "busy_seconds": max(0.0, elapsed - idle - backpressure),  # float rounding only
             "input_queue_size": queued,
             "input_queue_maxsize": maxsize,
             "input_queue_load": min(1.0, queued / maxsize) if queued is not None and maxsize else None,

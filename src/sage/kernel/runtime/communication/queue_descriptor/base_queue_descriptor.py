@@ -39,9 +39,10 @@ class WeightedItem:
     """Base of queue items that stand for several records (a batch of them).
 
     Bounded queues count capacity in records: an item weighs `weight` (its
-    record count, at least 1); every other item weighs 1. A put is accepted
-    while the queue holds fewer than `maxsize` records, so a bounded queue
-    holds at most `maxsize - 1` records plus one item.
+    record count, at least 1); every other item weighs 1. An item goes into a
+    bounded queue when it fits (queued records plus its own stay within
+    `maxsize`) or when the queue is empty, so a queue never holds more than
+    `maxsize` records unless one item alone is heavier.
     """
 
     __slots__ = ()
@@ -89,7 +90,9 @@ class BaseQueueDescriptor(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.queue_type:
+        # Only a class that names its own type registers: a subclass that inherits `queue_type`
+        # (a test double, a wrapper) must not take the type over from its parent.
+        if cls.__dict__.get("queue_type"):
             _DESCRIPTOR_TYPES[cls.queue_type] = cls
 
     def __init__(

@@ -7,17 +7,19 @@ import threading
 import time
 from typing import Any
 
-from .base_queue_descriptor import BaseQueueDescriptor, BatchFull, WeightedItem, item_weight
+from .base_queue_descriptor import BaseQueueDescriptor, BatchFull, WeightedItem, effective_timeout, item_weight
 
 
 class BatchQueue(queue.Queue):
     """A `queue.Queue` with batch operations that take the lock once per batch.
 
     Capacity counts records, not items: a batch item (`WeightedItem`) counts
-    its records, any other item one. A put is accepted while fewer than
-    `maxsize` records are queued, so a bounded queue bounds memory the same way
-    whether records arrive one by one or in batches. `qsize()` is the record
-    count; `len(q.queue)` the item count.
+    its records, any other item one. An item goes in when it fits (the
+    records queued plus its own stay within `maxsize`), or when the queue is
+    empty (so an item heavier than `maxsize` still gets through, alone). A
+    bounded queue thus bounds memory the same way whether records arrive one
+    by one or in batches. `qsize()` is the record count; `len(q.queue)` the
+    item count.
     """
 
     def _init(self, maxsize: int) -> None:
@@ -36,43 +38,57 @@ class BatchQueue(queue.Queue):
         self.weight -= item.weight if isinstance(item, WeightedItem) else 1
         return item
 
-    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
-        """Put all `items` in order, as many at a time as there is room for.
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put one item; blocks until it fits, `queue.Full` at the timeout (see the class docs)."""
+        try:
+            self.put_many([item], effective_timeout(block, timeout))
+        except BatchFull:
+            raise queue.Full from None
 
-        Blocks while full; raises `BatchFull` at the timeout with the number of
-        leading items already queued (they stay queued).
+    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
+        """Put all `items` in order, each as soon as it fits.
+
+        Blocks while the next item does not fit; raises `BatchFull` at the
+        timeout with the number of leading items already queued (they stay
+        queued).
         """
         n = len(items)
         if n == 0:
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        done = 0
         maxsize = self.maxsize
         with self.not_full:
+            if maxsize <= 0:
+                self.queue.extend(items)
+                self.weight += sum(map(item_weight, items))
+                self.unfinished_tasks += n
+                self.not_empty.notify(n)
+                return
+            deadline = None if timeout is None else time.monotonic() + timeout
+            done = 0
+            put = self._put
             while done < n:
-                if maxsize > 0:
-                    while self.weight >= maxsize:
-                        if deadline is None:
-                            self.not_full.wait()
-                        else:
-                            remaining = deadline - time.monotonic()
-                            if remaining <= 0:
-                                raise BatchFull(done)
-                            self.not_full.wait(remaining)
-                    start = done
-                    put = self._put
-                    while done < n and self.weight < maxsize:
-                        put(items[done])
-                        done += 1
-                    take = done - start
+                start = done
+                while done < n:
+                    item = items[done]
+                    weight = item.weight if isinstance(item, WeightedItem) else 1
+                    if self.weight and self.weight + weight > maxsize:
+                        break
+                    put(item)
+                    done += 1
+                if done > start:
+                    self.unfinished_tasks += done - start
+                    # One waiter per item, as that many single puts would wake: with
+                    # notify() a second blocked consumer could sleep beside queued items.
+                    self.not_empty.notify(done - start)
+                if done == n:
+                    return
+                if deadline is None:
+                    self.not_full.wait()
                 else:
-                    self.queue.extend(items)
-                    self.weight += sum(map(item_weight, items))
-                    take = done = n
-                self.unfinished_tasks += take
-                # One waiter per item, as `take` single puts would wake: with
-                # notify() a second blocked consumer could sleep beside queued items.
-                self.not_empty.notify(take)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise BatchFull(done)
+                    self.not_full.wait(remaining)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
         """Return 1 to `max_items` items; blocks until one is there, `queue.Empty` at the timeout."""

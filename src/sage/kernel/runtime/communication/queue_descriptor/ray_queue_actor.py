@@ -22,10 +22,13 @@ import ray
 from ray import cloudpickle
 from ray.actor import ActorHandle
 
-from .base_queue_descriptor import BatchFull, effective_timeout
+from .base_queue_descriptor import BatchFull, effective_timeout, item_weight
 
 Chunk = tuple[bytes, int, int]
 """Items `start:stop` of the pickled batch `blob`: (blob, start, stop)."""
+
+Stored = tuple[bytes, int, int, list[int]]
+"""A queued chunk and the weights of every item of its blob (indexed like the items)."""
 
 
 # ---------------------------------------------------------------------------- actor side
@@ -49,39 +52,48 @@ def _deadline(timeout: float | None) -> float | None:
 
 
 class QueueActor:
-    """A FIFO of pickled batches, counted in items, run as an async Ray actor.
+    """A FIFO of pickled batches, counted in records, run as an async Ray actor.
 
-    `maxsize` counts items (0 = unbounded), so a bounded queue bounds memory the
-    same whatever the batch sizes. Blocked puts and gets wait here, on the actor's
-    event loop, with their timeout: a blocked caller costs one pending remote call
-    and no polling. Every state change wakes all waiters of the other side and they
-    re-check, so a waiter that times out never swallows a wake-up meant for another.
-    The actor never unpickles an item: it needs no user code.
+    `maxsize` counts records (0 = unbounded): the client sends each item's
+    weight (see `item_weight`: a batch counts its records) beside the pickled
+    items, and an item goes in when it fits or the queue is empty, as in every
+    other queue of the project. Blocked puts and gets wait here, on the actor's
+    event loop, with their timeout: a blocked caller costs one pending remote
+    call and no polling. Every state change wakes all waiters of the other side
+    and they re-check, so a waiter that times out never swallows a wake-up meant
+    for another. The actor never unpickles an item: it needs no user code.
     """
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
-        self._chunks: collections.deque[Chunk] = collections.deque()
+        self._chunks: collections.deque[Stored] = collections.deque()
         self._size = 0
         lock = asyncio.Lock()
         self._not_empty = asyncio.Condition(lock)
         self._not_full = asyncio.Condition(lock)
 
-    async def put_many(self, blob: bytes, count: int, timeout: float | None) -> int:
-        """Queue the `count` items pickled in `blob`, in order, as room frees up.
+    async def put_many(self, blob: bytes, weights: list[int], timeout: float | None) -> int:
+        """Queue the items pickled in `blob` (`weights[i]` the weight of item i), in order, as room frees up.
 
-        Returns how many leading items were queued: `count` unless the timeout
-        passed first (None waits for room forever, 0 takes the room there is now).
+        Returns how many leading items were queued: all of them unless the
+        timeout passed first (None waits for room forever, 0 takes the room
+        there is now).
         """
+        count = len(weights)
         done = 0
         deadline = _deadline(timeout)
+        maxsize = self._maxsize
         async with self._not_full:
             while True:
-                room = count - done if self._maxsize == 0 else min(count - done, self._maxsize - self._size)
-                if room > 0:
-                    self._chunks.append((blob, done, done + room))
-                    done += room
-                    self._size += room
+                start = done
+                while done < count:
+                    weight = weights[done]
+                    if maxsize and self._size and self._size + weight > maxsize:
+                        break
+                    self._size += weight
+                    done += 1
+                if done > start:
+                    self._chunks.append((blob, start, done, weights))
                     self._not_empty.notify_all()
                 if done == count or not await _wait(self._not_full, deadline):
                     return done
@@ -94,27 +106,29 @@ class QueueActor:
         """
         deadline = _deadline(timeout)
         async with self._not_empty:
-            while not self._size:
+            while not self._chunks:
                 if not await _wait(self._not_empty, deadline):
                     return []
             chunks = self._chunks
-            blob, start, stop = chunks[0]
+            blob, start, stop, weights = chunks[0]
             if stop - start > max_items:
-                chunks[0] = (blob, start + max_items, stop)
-                taken, count = [(blob, start, start + max_items)], max_items
+                chunks[0] = (blob, start + max_items, stop, weights)
+                taken: list[Chunk] = [(blob, start, start + max_items)]
+                freed = sum(weights[start:start + max_items])
             else:
-                taken, count = [], 0
+                taken, count, freed = [], 0, 0
                 while chunks and count + chunks[0][2] - chunks[0][1] <= max_items:
-                    chunk = chunks.popleft()
-                    taken.append(chunk)
-                    count += chunk[2] - chunk[1]
-            self._size -= count
+                    blob, start, stop, weights = chunks.popleft()
+                    taken.append((blob, start, stop))
+                    count += stop - start
+                    freed += sum(weights[start:stop])
+            self._size -= freed
             if self._maxsize:
                 self._not_full.notify_all()
             return taken
 
     async def qsize(self) -> int:
-        """Number of items queued."""
+        """Number of records queued."""
         return self._size
 
 
@@ -163,7 +177,8 @@ class RayQueueClient:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put one item; blocks while full, `queue.Full` at the timeout."""
-        if not ray.get(self._actor.put_many.remote(_dumps([item]), 1, effective_timeout(block, timeout))):
+        weights = [item_weight(item)]
+        if not ray.get(self._actor.put_many.remote(_dumps([item]), weights, effective_timeout(block, timeout))):
             raise queue.Full
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -177,9 +192,9 @@ class RayQueueClient:
         """Put all `items` in order in one remote call; `BatchFull(accepted)` at the timeout."""
         if not items:
             return
-        count = len(items)
-        accepted = ray.get(self._actor.put_many.remote(_dumps(items), count, effective_timeout(True, timeout)))
-        if accepted < count:
+        weights = [item_weight(item) for item in items]
+        accepted = ray.get(self._actor.put_many.remote(_dumps(items), weights, effective_timeout(True, timeout)))
+        if accepted < len(items):
             raise BatchFull(accepted)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
@@ -192,5 +207,5 @@ class RayQueueClient:
         return _loads(chunks)
 
     def qsize(self) -> int:
-        """Number of items queued (one remote call)."""
+        """Number of records queued (one remote call)."""
         return ray.get(self._actor.qsize.remote())

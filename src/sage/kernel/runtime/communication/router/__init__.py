@@ -1,17 +1,23 @@
-"""Packets, connections and the router that moves packets downstream."""
+"""Packets, connections, channel selectors and the router that moves records downstream."""
 
 from .connection import Connection
-from .packet import Packet, StopSignal
-from .partition_key import stable_hash
-from .router import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_TIMEOUT, STRATEGIES, BaseRouter
+from .packet import UNKEYED, Batch, Packet, StopSignal
+from .partition_key import check_key, stable_hash
+from .router import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_TIMEOUT, BaseRouter
+from .selector import STRATEGIES, ChannelSelector, make_selector
 
 __all__ = [
     "BaseRouter",
+    "Batch",
+    "ChannelSelector",
     "Connection",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_BUFFER_TIMEOUT",
     "Packet",
     "STRATEGIES",
     "StopSignal",
+    "UNKEYED",
+    "check_key",
+    "make_selector",
     "stable_hash",
 ]

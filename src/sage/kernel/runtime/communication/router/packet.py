@@ -1,9 +1,81 @@
-"""What travels through queues: data packets and end-of-stream signals."""
+"""What travels through queues: batches of records, single packets and end-of-stream signals.
+
+Between tasks, records travel in `Batch`es: the router coalesces the records
+it sends on one channel (one upstream instance to one downstream instance)
+and hands them over as one queue item, stored column-wise (payloads, keys).
+A `Packet` is one record: what user code and the seed's API send
+(`TaskContext.send_packet`), and what a foreign producer may put on a queue.
+Control items (`StopSignal`) travel in the same queues, in order behind the data.
+
+Once a batch is handed to a queue it belongs to its consumer: the sender
+never touches it or its lists again (rule 8 of the architecture).
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from ..queue_descriptor.base_queue_descriptor import WeightedItem
+
+
+class _Unkeyed:
+    """The key of a record that has none, in a batch whose other records have keys."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "UNKEYED"  # pickles as a reference to the module's one instance
+
+    def __repr__(self) -> str:
+        return "UNKEYED"
+
+
+UNKEYED = _Unkeyed()
+"""Marks a record without a key inside a keyed batch (e.g. a flatmap's `close()` output merged
+into a keyed stream). Hash routing sends such records round-robin."""
+
+
+class Batch(WeightedItem):
+    """Records of one channel, in order: `payloads[i]` with key `keys[i]` (`keys` is None
+    when no record has one).
+
+    `input_index` says which input of the downstream operator the records
+    belong to; `source` names the upstream instance that sent them (the
+    channel), as a `StopSignal`'s does. A bounded queue counts a batch as
+    `weight == len(payloads)` records. Never empty.
+    """
+
+    __slots__ = ("payloads", "keys", "input_index", "source")
+
+    def __init__(self, payloads: list[Any], keys: list[Any] | None = None, input_index: int = 0,
+                 source: str | None = None) -> None:
+        self.payloads = payloads
+        self.keys = keys
+        self.input_index = input_index
+        self.source = source
+
+    @property
+    def weight(self) -> int:
+        return len(self.payloads)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def packets(self) -> list["Packet"]:
+        """The records as `Packet`s (for inspection; the runtime works on the columns)."""
+        keys = self.keys
+        if keys is None:
+            return [Packet(payload, self.input_index) for payload in self.payloads]
+        return [Packet(payload, self.input_index) if key is UNKEYED else
+                Packet(payload, self.input_index, key, "hash") for payload, key in zip(self.payloads, keys)]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Batch, (self.payloads, self.keys, self.input_index, self.source))
+
+    def __repr__(self) -> str:
+        keyed = ", keyed" if self.keys is not None else ""
+        return f"Batch({len(self.payloads)} records, input={self.input_index}, source={self.source!r}{keyed})"
 
 
 class Packet:
@@ -11,8 +83,10 @@ class Packet:
 
     `input_index` tells a multi-input operator (comap, join) which of its
     inputs the record belongs to; the router sets it per target.
-    `partition_key` and `partition_strategy` ("hash", "broadcast",
-    "round_robin" or None for round-robin) tell the router where it goes.
+    `partition_key` is the record's key when `partition_strategy` is "hash"
+    (a keyed record; falsy keys and None are keys too). Where a record goes
+    is decided per edge by the execution graph (see `ChannelSelector`); on a
+    hash edge a keyed record goes to the instance its key hashes to.
     """
 
     __slots__ = ("payload", "input_index", "partition_key", "partition_strategy", "timestamp")
