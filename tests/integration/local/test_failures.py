@@ -67,6 +67,27 @@ def test_submit_autostop_raises_the_same_error() -> None:
     _assert_failed_by_boom(info.value, "FailOn_1")  # instance 1 of 2 gets the odd positions
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ itself fails")
+
+
+class RaiseUnprintable(MapFunction):
+    def execute(self, data: int) -> int:
+        raise Unprintable()
+
+
+def test_an_exception_whose_str_raises_stays_the_cause_and_the_task_is_named() -> None:
+    env = LocalEnvironment("unprintable")
+    env.from_batch([1]).map(RaiseUnprintable).sink(Collect, [])
+    with pytest.raises(JobFailedError) as info:
+        env.submit(autostop=True)
+    assert isinstance(info.value.__cause__, Unprintable)
+    assert info.value.task_name == "RaiseUnprintable_0"
+    message = str(info.value)
+    assert "'RaiseUnprintable_0'" in message and "Unprintable: <message unavailable" in message
+
+
 def test_failure_in_open_fails_the_job() -> None:
     class BadOpen(MapFunction):
         def open(self) -> None:

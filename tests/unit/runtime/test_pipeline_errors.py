@@ -41,6 +41,52 @@ def test_source_parallelism_is_checked_too() -> None:
         env().from_batch([1], parallelism=0)
 
 
+@pytest.mark.parametrize("operator", ["keyby", "map", "filter", "flatmap", "sink", "from_source", "from_service"])
+def test_every_operator_refuses_parallelism_zero(operator) -> None:
+    e = env()
+    stream = e.from_batch([1])
+    build = {
+        "keyby": lambda: stream.keyby(lambda x: x, parallelism=0),
+        "map": lambda: stream.map(lambda x: x, parallelism=0),
+        "filter": lambda: stream.filter(lambda x: x, parallelism=0),
+        "flatmap": lambda: stream.flatmap(lambda x: [x], parallelism=0),
+        "sink": lambda: stream.sink(lambda x: None, parallelism=0),
+        "from_source": lambda: e.from_source(lambda: None, parallelism=0),
+        "from_service": lambda: e.from_service("svc", parallelism=0),
+    }[operator]
+    with pytest.raises(PipelineError, match="parallelism must be an int >= 1, got 0"):
+        build()
+
+
+@pytest.mark.parametrize("key", ["buffer_timeout", "service_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -0.5, "1", True])
+def test_timeouts_must_be_finite_seconds(key, value) -> None:
+    with pytest.raises(PipelineError, match=f"config {key} must be a finite number >= 0"):
+        LocalEnvironment("cfg", config={key: value})
+
+
+def test_copy_on_fanout_must_be_a_bool() -> None:
+    with pytest.raises(PipelineError, match="copy_on_fanout must be True or False"):
+        LocalEnvironment("cfg", config={"copy_on_fanout": "no"})
+
+
+def test_nothing_can_be_added_after_submit() -> None:
+    from sage.kernel.api.service import BaseService
+
+    class Echo(BaseService):
+        def process(self, x):
+            return x
+
+    e = env()
+    stream = e.from_batch([1])
+    stream.sink(Noop)
+    e.submit(autostop=True)
+    for build in (lambda: e.register_service("late", Echo), lambda: stream.map(lambda x: x),
+                  lambda: e.from_batch([2]), lambda: e.from_service("late-pipeline")):
+        with pytest.raises(PipelineError, match="already submitted.*build the whole pipeline before submit"):
+            build()
+
+
 def test_comap_class_without_a_method_per_input() -> None:
     e = env()
     a, b, c = e.from_batch([1]), e.from_batch([2]), e.from_batch([3])
@@ -85,7 +131,7 @@ def test_unknown_config_key_and_bad_values() -> None:
         LocalEnvironment("cfg", config={"queue_size": 2})
     with pytest.raises(PipelineError, match="queue_maxsize must be an int >= 1"):
         LocalEnvironment("cfg", config={"queue_maxsize": 0})
-    with pytest.raises(PipelineError, match="buffer_timeout must be a number >= 0"):
+    with pytest.raises(PipelineError, match="buffer_timeout must be a finite number >= 0"):
         LocalEnvironment("cfg", config={"buffer_timeout": -1})
     with pytest.raises(PipelineError, match="transport must be one of"):
         LocalEnvironment("cfg", config={"transport": "carrier-pigeon"})

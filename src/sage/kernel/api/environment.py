@@ -39,7 +39,13 @@ class BaseEnvironment:
         self._names: set[str] = set()
         self._job: "Job | None" = None
 
+    def _check_not_submitted(self, what: str) -> None:
+        if self._job is not None:
+            raise PipelineError(f"{what}: environment {self.name!r} was already submitted (job {self._job.job_id}); "
+                                f"build the whole pipeline before submit()")
+
     def _add(self, transformation: Transformation) -> Transformation:
+        self._check_not_submitted(f"operator {transformation.basename!r}")
         base, n = transformation.basename, 1
         while transformation.basename in self._names:
             n += 1
@@ -99,8 +105,9 @@ class BaseEnvironment:
         One instance is built per job with `service_class(*args, **kwargs)`;
         `max_concurrency` (>= 1) bounds how many requests it runs at once.
         Raises `PipelineError` for a duplicate name, a class that is not a
-        `BaseService`, or a bad `max_concurrency`.
+        `BaseService`, a bad `max_concurrency`, or an environment already submitted.
         """
+        self._check_not_submitted(f"register_service {name!r}")
         if not isinstance(name, str) or not name:
             raise PipelineError(f"register_service: name must be a non-empty string, got {name!r}")
         if name in self.services:
@@ -122,6 +129,7 @@ class BaseEnvironment:
         once. The service pipeline does not keep a bounded job alive: it is
         stopped (and drains) once the job's other tasks have finished.
         """
+        self._check_not_submitted(f"from_service {name!r}")
         if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
             raise PipelineError(f"from_service {name!r}: max_in_flight must be an int >= 1, got {max_in_flight!r}")
         if not isinstance(name, str) or not name or name in self.services:

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from ..errors import describe_error
 from .config import JobConfig
 from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
@@ -134,7 +135,7 @@ class Dispatcher:
     def _fail(self, name: str, error: BaseException) -> None:
         cause = error.__cause__ if error.__cause__ is not None else error
         if self.job._end("failed", failed_task=name, error=cause):
-            logger.error("job %s failed in %s: %r", self.job.job_id, name, cause)
+            logger.error("job %s failed in %s: %s", self.job.job_id, name, describe_error(cause))
             self._cancel_all()
 
     def _cancel_all(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import JobFailedError
+from ..errors import JobFailedError, describe_error
 from ..observability.prometheus import to_prometheus
 from ..observability.rates import RateWindow
 
@@ -71,7 +71,7 @@ class Job:
         if self.status == "failed":
             cause = self.error
             raise JobFailedError(
-                f"job {self.job_id} failed in task {self.failed_task!r}: {type(cause).__name__}: {cause}",
+                f"job {self.job_id} failed in task {self.failed_task!r}: {describe_error(cause)}",
                 self.failed_task,
             ) from cause
         return self.status

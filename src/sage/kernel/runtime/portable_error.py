@@ -6,6 +6,8 @@ import pickle
 import traceback
 from typing import Any
 
+from ..errors import describe_error
+
 
 class PortableError:
     """An exception packed to travel: the exception itself when it survives
@@ -28,7 +30,8 @@ class PortableError:
         except Exception:
             error = None
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), text)
+        message = describe_error(exc).split(": ", 1)[1]
+        return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
 
     def rebuild(self, where: str, fallback: Any) -> BaseException:
         """The original exception with a note saying `where` it was raised and its remote traceback;
