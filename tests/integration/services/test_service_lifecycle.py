@@ -156,13 +156,22 @@ class BrokenSetup(BaseService):
         return x
 
 
-def test_a_failing_setup_fails_the_job_naming_the_service() -> None:
+class BrokenInit(BaseService):
+    def __init__(self) -> None:
+        raise OSError("model file missing")
+
+
+@pytest.mark.parametrize("service_class, message", [(BrokenSetup, "index file missing"),
+                                                     (BrokenInit, "model file missing")])
+def test_a_failing_setup_or_init_fails_the_job_naming_the_service(service_class, message) -> None:
     env = LocalEnvironment("broken-setup")
-    env.register_service("index", BrokenSetup)
+    env.register_service("index", service_class)
     env.from_batch([1]).sink(lambda x: None)
+    job = env.submit()
     with pytest.raises(JobFailedError, match="service:index") as info:
-        env.submit().wait(JOB_TIMEOUT)
-    assert type(info.value.__cause__) is OSError
+        job.wait(JOB_TIMEOUT)
+    assert type(info.value.__cause__) is OSError and str(info.value.__cause__) == message
+    assert job.metrics()["service:index"]["status"] == "failed"
 
 
 def test_a_job_of_only_idle_services_and_a_source_finishes() -> None:

@@ -165,11 +165,19 @@ class Dispatcher:
         if self.job._end("cancelled"):
             self._cancel_all()
 
+    def _handles(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """Snapshots of the task and service handles (instances register while the job starts)."""
+        with self._lock:
+            return list(self.tasks.items()), list(self.services.items())
+
     def metrics(self) -> dict[str, Any]:
-        """Per task and per service instance, plain data."""
-        metrics = {name: handle.metrics() for name, handle in self.tasks.items()}
-        metrics.update({f"service:{name}": handle.metrics() for name, handle in self.services.items()})
+        """Per task and per service instance, plain data (only instances started so far)."""
+        tasks, services = self._handles()
+        metrics = {name: handle.metrics() for name, handle in tasks}
+        metrics.update({f"service:{name}": handle.metrics() for name, handle in services})
         return metrics
 
     def routing_info(self) -> dict[str, Any]:
-        return {name: handle.routing_info() for name, handle in self.tasks.items()}
+        """Per task instance started so far: its routing (see `TaskContext.get_routing_info`)."""
+        tasks, _ = self._handles()
+        return {name: handle.routing_info() for name, handle in tasks}

@@ -126,7 +126,10 @@ class _InstanceActor:
         return self.instance.metrics()
 
     def routing_info(self) -> dict[str, Any]:
-        return self.instance.ctx.get_routing_info()
+        instance = self.instance
+        if instance is None:  # the driver may ask while the actor is still building its instance
+            return {"status": "starting"}
+        return instance.ctx.get_routing_info()
 
 
 InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)

@@ -72,15 +72,22 @@ class ServiceTask:
 
     def run(self) -> str:
         self.status = "running"
-        instance = self.instance = self.service_class(*self.args, **self.kwargs)
-        instance.ctx = self.ctx
-        instance.setup()
+        try:
+            instance = self.instance = self.service_class(*self.args, **self.kwargs)
+            instance.ctx = self.ctx
+            instance.setup()
+        except BaseException:
+            self.status = "failed"
+            self.ctx.close_services()
+            raise
         workers = [threading.Thread(target=self._serve, daemon=True, name=f"sage-{self.name}-{i}")
                    for i in range(1, self.ctx.max_concurrency)]
         for worker in workers:
             worker.start()
+        status = "failed"  # unless serving and cleanup() end normally
         try:
             self._serve()
+            status = "finished"
         finally:
             self.ctx.stop_event.set()  # the workers end too, even if this thread ended by an error
             for worker in workers:
@@ -88,9 +95,12 @@ class ServiceTask:
             self._refuse_queued()
             try:
                 instance.cleanup()
+            except BaseException:
+                status = "failed"
+                raise
             finally:
                 self.ctx.close_services()
-                self.status = "finished"
+                self.status = status
         return self.status
 
     def _serve(self) -> None:
