@@ -104,12 +104,10 @@ class BaseRouter:
     `record_copy`), made before any of them is handed over. A batch handed to
     a queue is never touched again.
 
-    Records are coalesced per connection and put as one `Batch`; a batch goes
-    out when it holds `batch_size` records (or the target queue's maxsize, if
-    smaller), when a send finds the oldest
-    pending record older than `buffer_timeout`, on `flush()`, and before any
-    stop signal. Callers that may go idle call `flush()` first (the task loop
-    does), so a record never waits on a quiet router.
+    Records are coalesced per connection and put as one `Batch`, flushed on
+    size, on `buffer_timeout`, on `flush()` and before any control item (the
+    rules: docs/runtime_communication.md, "Batching"). Callers that may go
+    idle call `flush()` first (the task loop does).
 
     A full downstream queue blocks the sender (backpressure), retrying until
     room appears; nothing is dropped. The only way out of a blocked put is
