@@ -108,10 +108,11 @@ def _rates(m: dict[str, Any], now: tuple[float, ...], before: tuple[float, ...] 
 def _clamp(share: float) -> float:
     """`share` within [0, 1].
 
-    The counters of one task are read one after another, not at one instant,
-    so the difference of two readings can be off by the few microseconds
-    between those reads: a task blocked for a whole window may show busy
-    -1e-8 of it. A share outside [0, 1] means nothing; it must not reach a
-    reader (a rule comparing shares, a Prometheus gauge documented 0 to 1).
+    The difference of two readings of a task's counters can be off by a
+    hair: float rounding, or counters not all read at one instant (as Task
+    metrics were, and as any backend's may be), so a task blocked for a
+    whole window could show busy -1e-8 of it. A share outside [0, 1] means
+    nothing; it must not reach a reader (a rule comparing shares, a
+    Prometheus gauge documented 0 to 1).
     """
     return 0.0 if share < 0.0 else 1.0 if share > 1.0 else share
