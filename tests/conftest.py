@@ -79,10 +79,10 @@ def ray_cluster():
 @pytest.fixture(autouse=True)
 def cancel_leftover_jobs():
     """Cancel every job a test started and left running, so a failing test leaves no busy threads or actors."""
-    from sage.kernel.runtime.job_manager import JobManager
+    from sage.kernel.runtime.job_manager import job_manager
 
-    before = {job.job_id for job in JobManager.running_jobs()}
+    before = {job.job_id for job in job_manager().running_jobs()}
     yield
-    for job in JobManager.running_jobs():
+    for job in job_manager().running_jobs():
         if job.job_id not in before:
             job.cancel()

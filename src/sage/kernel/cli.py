@@ -21,8 +21,8 @@ from .api.function import FlatMapFunction, SinkFunction
 from .observability.graph_export import GraphvizMissing, output_format, to_dot, to_mermaid, write
 from .observability.topology import Topology, topology
 from .observability.user_script import ScriptRun, SubmitIntercepted, capture_submissions, format_user_exception
-from .runtime.job import Job
-from .runtime.job_manager import JobManager
+from .runtime.job import JobRun
+from .runtime.job_manager import job_manager
 
 _WORD = re.compile(r"[a-z']+")
 
@@ -145,7 +145,7 @@ def _usable(script: str, outputs: list[str], command: str) -> bool:
     return True
 
 
-def _job_error(job: Job) -> JobFailedError | None:
+def _job_error(job: JobRun) -> JobFailedError | None:
     """The error `job.wait()` raises for a failed job (with the task's exception as its cause)."""
     try:
         job.wait(0)
@@ -177,12 +177,12 @@ def run(script: str, args: list[str], view: str = "auto", interval: float | None
         monitor.wake()
 
     script_run = ScriptRun(script, args, on_done=script_ended)
-    JobManager.add_listener(monitor.watch)
+    job_manager().add_listener(monitor)
     try:
         script_run.start()
         monitor.run(script_run.done)
     finally:
-        JobManager.remove_listener(monitor.watch)
+        job_manager().remove_listener(monitor)
         script_run.restore()
     jobs = [watched.job for watched in monitor.watched()]
     if monitor.interrupted:  # gave up waiting: nothing may run on behind the user's back
@@ -201,7 +201,7 @@ def run(script: str, args: list[str], view: str = "auto", interval: float | None
                 status = 1
     for index, watched in enumerate(monitor.watched()):
         for path in graphs or []:
-            status = _write_graph(topology(watched.graph, watched.job.job_id, watched.job.metrics()),
+            status = _write_graph(topology(watched.graph, watched.job.job_id, watched.metrics()),
                                   _numbered(path, index), expand) or status
     return 130 if monitor.presses and status == 0 else status
 

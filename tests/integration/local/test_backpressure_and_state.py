@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction, SinkFunction
-from sage.kernel.runtime.job_manager import JobManager
+from sage.kernel.runtime.job_manager import job_manager
 
 from .support import JOB_TIMEOUT, Collect
 
@@ -21,7 +21,7 @@ class SlowSampling(SinkFunction):
         self.out, self.sizes, self.upstream = out, sizes, upstream
 
     def open(self) -> None:
-        self.upstream_qd = JobManager.graphs[self.ctx.job_id].nodes[self.upstream].input_qd
+        self.upstream_qd = job_manager().graph(self.ctx.job_id).nodes[self.upstream].input_qd
 
     def execute(self, data: int) -> None:
         sum(range(3000))  # slow enough that the upstream fills the queues

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from sage.kernel import LocalEnvironment
-from sage.kernel.runtime.job_manager import JobManager
+from sage.kernel.runtime.job_manager import JobListener, job_manager
 
 from .support import JOB_TIMEOUT, Collect
 
@@ -19,24 +19,26 @@ def test_metrics_and_routing_can_be_read_while_tasks_are_being_registered() -> N
         started.set()
         try:
             while not job.done():
-                job.metrics()
+                job.instance_metrics()
                 job.routing_info()
                 polls[0] += 1
         except BaseException as exc:  # what the live view would crash on
             errors.append(exc)
 
-    def on_submit(job, graph) -> None:
-        threading.Thread(target=poll, args=(job,), daemon=True).start()
-        started.wait(JOB_TIMEOUT)  # the poller runs before the first task registers
+    class PollFromTheStart(JobListener):
+        def submitted(self, job, graph) -> None:
+            threading.Thread(target=poll, args=(job,), daemon=True).start()
+            started.wait(JOB_TIMEOUT)  # the poller runs before the first task registers
 
     out: list[int] = []
     env = LocalEnvironment("polled-while-starting")
     env.from_batch(range(2000), parallelism=8).map(lambda x: x, parallelism=48).sink(Collect, out, parallelism=8)
-    JobManager.add_listener(on_submit)
+    listener = PollFromTheStart()
+    job_manager().add_listener(listener)
     try:
         job = env.submit()
     finally:
-        JobManager.remove_listener(on_submit)
+        job_manager().remove_listener(listener)
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert errors == []
     assert polls[0] > 0 and sorted(out) == list(range(2000))

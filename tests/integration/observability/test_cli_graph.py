@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sage.kernel.cli import main
-from sage.kernel.runtime.job_manager import JobManager
+from sage.kernel.runtime.job_manager import job_manager
 
 from .support import console_script, write_script
 
@@ -86,16 +86,16 @@ def check_dot_structure(text: str) -> tuple[set[str], list[tuple[str, str]]]:
 
 def test_mermaid_on_stdout_without_running_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "records.txt"
-    before = JobManager.running_jobs()
+    before = job_manager().running_jobs()
     assert main(["graph", str(write_script(tmp_path, PIPELINE)), str(out)]) == 0
     text = capsys.readouterr().out
-    assert not out.exists() and JobManager.running_jobs() == before  # compiled, never started
+    assert not out.exists() and job_manager().running_jobs() == before  # compiled, never started
     lines = text.splitlines()
     assert lines[0] == "%% sage-kernel execution graph: shop"
     assert "%% who calls a service is known only from a run: sage-kernel run --graph PATH SCRIPT" in lines
     assert "flowchart LR" in lines
     ids = dict(re.findall(r'^    (op\d+)\S*"(\w+)<br/>', text, re.M))
-    expect_nodes = {"service_totals", "map", "ServiceReplySink", "from_batch", "keyby", "Price", "from_batch2", "str", "write",
+    expect_nodes = {"service_totals", "map", "reply", "from_batch", "keyby", "Price", "from_batch2", "str", "write",
                     "from_batch3", "keyby2", "write2"}
     assert set(ids.values()) == expect_nodes
     by_name = {name: op for op, name in ids.items()}

@@ -14,7 +14,7 @@ from sage.kernel.api.function import MapFunction, SinkFunction, SourceFunction
 from sage.kernel.api.service import BaseService
 from sage.kernel.observability.job_view import EVIDENCE_SECONDS, find_bottleneck
 from sage.kernel.observability.rates import RateWindow, lifetime
-from sage.kernel.runtime.job import Job
+from sage.kernel.api.job import Job
 
 JOB_TIMEOUT = 20.0
 WINDOW = 1.2 * EVIDENCE_SECONDS

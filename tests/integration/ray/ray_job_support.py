@@ -14,7 +14,7 @@ from ray._private import state
 
 from sage.kernel.api.function import SinkFunction
 from sage.kernel.runtime.communication.queue_descriptor.ray_queue_manager import ray_namespace
-from sage.kernel.runtime.job import Job
+from sage.kernel.api.job import Job
 
 JOB_TIMEOUT = 60.0
 """Seconds any test waits for a job; far above what a passing test needs (actors start in ~1 s each)."""
@@ -99,7 +99,7 @@ def assert_cleaned_up(job: Job) -> None:
     GCS: the `ray.util.state` API needs the dashboard, which the test Ray runs
     without.
     """
-    backend = job._dispatcher.backend
+    backend = job.run._control.backend
     backend.shutdown()
     ours = {actor._actor_id.hex() for actor in backend._actors.values()}
     assert not ours & alive_actor_ids(), f"actors of {job.job_id} still alive: {sorted(ours & alive_actor_ids())}"

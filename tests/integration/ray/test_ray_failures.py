@@ -13,7 +13,7 @@ from ray_job_support import Latch, alive_actor_ids, assert_cleaned_up, finish
 from sage.kernel import JobFailedError, PipelineError, RayEnvironment
 from sage.kernel.api.function import MapFunction
 from sage.kernel.api.service import BaseService
-from sage.kernel.runtime.job_manager import JobManager
+from sage.kernel.runtime.job_manager import job_manager
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def test_killing_a_task_actor_fails_the_job_naming_it_within_ten_seconds():
         job = env.submit()
         ray.get(latch.wait.remote(), timeout=60)
         killed_at = time.monotonic()
-        ray.kill(job._dispatcher.tasks["SignalFirst_0"].actor, no_restart=True)
+        ray.kill(job.run._control.tasks["SignalFirst_0"].actor, no_restart=True)
         with pytest.raises(JobFailedError) as info:
             finish(job, timeout=DEATH_NOTICE)
         assert time.monotonic() - killed_at < DEATH_NOTICE
@@ -100,18 +100,18 @@ def _lock_in_service(env: RayEnvironment) -> None:
 def test_what_cannot_travel_fails_at_submit_naming_it_and_starts_nothing(build, named, refused, transport):
     env = RayEnvironment("unshippable", config={"transport": transport})
     build(env)
-    jobs, alive = JobManager.running_jobs(), alive_actor_ids()
+    jobs, alive = job_manager().running_jobs(), alive_actor_ids()
     with pytest.raises(PipelineError, match=f"{named} cannot be shipped to a Ray actor: .*'{refused}'"):
         env.submit()
-    assert JobManager.running_jobs() == jobs
+    assert job_manager().running_jobs() == jobs
     assert alive_actor_ids() == alive
 
 
 def test_resource_options_ray_rejects_fail_at_submit_naming_the_operator():
     env = RayEnvironment("bad-resources")
     env.from_batch([1]).map(lambda x: x, resources={"num_cpu": 1}).sink(lambda x: None)
-    jobs, alive = JobManager.running_jobs(), alive_actor_ids()
+    jobs, alive = job_manager().running_jobs(), alive_actor_ids()
     with pytest.raises(PipelineError, match="operator map_0: bad Ray resources .*num_cpu"):
         env.submit()
-    assert JobManager.running_jobs() == jobs
+    assert job_manager().running_jobs() == jobs
     assert alive_actor_ids() == alive

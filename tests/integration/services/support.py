@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction
-from sage.kernel.runtime.job import Job
+from sage.kernel.api.job import Job
 
 JOB_TIMEOUT = 20.0
 """Seconds any test waits for a job; far above what a passing test needs."""

@@ -15,10 +15,10 @@ import pytest
 
 from sage.kernel import LocalEnvironment, StopSignal
 from sage.kernel.api.function import MapFunction
-from sage.kernel.runtime.backend import LocalBackend
+from sage.kernel.runtime.backend.local_backend import LocalBackend
 from sage.kernel.runtime.communication.router import Batch, Packet
 from sage.kernel.runtime.dispatcher import Dispatcher
-from sage.kernel.runtime.job import Job
+from sage.kernel.runtime.job import JobRun
 from sage.kernel.runtime.job_manager import JobManager
 from sage.kernel.runtime.task import Task, TaskFailure
 
@@ -51,8 +51,8 @@ class TaskUnderTest:
             stream = stream.keyby(lambda x: x)
         stream.map(Plus, 10, self.closed, on_error=on_error).sink(print)
         backend = LocalBackend()
-        self.graph = JobManager.compile(env, f"task-loop-{id(self)}", backend)
-        dispatcher = Dispatcher(Job(self.graph.job_id, env.name), self.graph, backend, env.config)
+        self.graph = JobManager.compile(env.job_spec(), f"task-loop-{id(self)}", backend)
+        dispatcher = Dispatcher(JobRun(self.graph.job_id, env.name), self.graph, backend, env.config)
         node = self.graph.nodes["Plus_0"]
         self.task = Task(dispatcher.task_context("Plus_0"), node.spec)
         self.input = node.input_qd

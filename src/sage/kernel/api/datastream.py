@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..errors import PipelineError
 from .function import (
@@ -25,10 +25,16 @@ from .function.callable_function import (
     callable_display_name,
 )
 from ..runtime.graph.transformation import Transformation
-from ..runtime.service.pipeline_service import ServiceReplySink
+from ..runtime.service.pipeline_service import reply_transformation
 
-if TYPE_CHECKING:
-    from .environment import BaseEnvironment
+
+
+class Pipeline(Protocol):
+    """Where streams add their operators (an environment)."""
+
+    def add_transformation(self, transformation: Transformation) -> Transformation:
+        """Add `transformation` (made unique by name) and return it."""
+        ...
 
 KEYBY_STRATEGIES = ("hash", "broadcast", "round_robin")
 
@@ -54,7 +60,7 @@ def resolve_function(
     raise PipelineError(f"{kind} operator: expected {accepted}, got {function!r}")
 
 
-def add_operator(env: "BaseEnvironment", inputs: list[Transformation], kind: str, function: Any,
+def add_operator(env: Pipeline, inputs: list[Transformation], kind: str, function: Any,
                  args: tuple[Any, ...], base: type, wrapper: type | None, parallelism: int, on_error: str,
                  resources: dict[str, Any] | None, kwargs: dict[str, Any], **extra: Any) -> "DataStream":
     """Add one operator fed by `inputs` to `env`'s pipeline and return its output stream."""
@@ -65,7 +71,7 @@ def add_operator(env: "BaseEnvironment", inputs: list[Transformation], kind: str
     if True in detached and (len(detached) > 1 or kind in ("comap", "join")):
         raise PipelineError(f"{kind} operator {name}: a service pipeline (from_service) cannot be connected "
                             f"to other streams")
-    transformation = env._add(Transformation(
+    transformation = env.add_transformation(Transformation(
         kind=kind, basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
         parallelism=parallelism, inputs=inputs, on_error=on_error, options=dict(resources or {}),
         detached=True in detached, service_name=inputs[0].service_name if True in detached else None,
@@ -86,7 +92,7 @@ class DataStream:
     downstream instance).
     """
 
-    def __init__(self, env: "BaseEnvironment", transformation: Transformation) -> None:
+    def __init__(self, env: Pipeline, transformation: Transformation) -> None:
         self._env = env
         self.transformation = transformation
 
@@ -145,12 +151,7 @@ class DataStream:
         out is never answered: its caller times out, and its in-flight slot
         is freed when the caller's deadline passes.
         """
-        t = self.transformation
-        if not t.detached:
-            raise PipelineError(f"reply after operator {t.basename!r}: only a stream from env.from_service() "
-                                f"can reply")
-        return add_operator(self._env, [t], "sink", ServiceReplySink, (), SinkFunction, None, parallelism,
-                            "fail", None, {}, enveloped=False)
+        return DataStream(self._env, self._env.add_transformation(reply_transformation(self.transformation, parallelism)))
 
     def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
         """A sink that prints every record, optionally after `prefix`."""
@@ -164,7 +165,7 @@ class DataStream:
 class ConnectedStreams:
     """Several streams feeding one operator; a record's input index says which."""
 
-    def __init__(self, env: "BaseEnvironment", transformations: list[Transformation]) -> None:
+    def __init__(self, env: Pipeline, transformations: list[Transformation]) -> None:
         self._env = env
         self.transformations = transformations
 

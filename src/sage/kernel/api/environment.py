@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import PipelineError
 from ..runtime.config import JobConfig
+from ..runtime.graph.transformation import Transformation
+from ..runtime.job_manager import job_manager
+from ..runtime.service.pipeline_service import service_pipeline
+from ..runtime.spec import JobSpec, ServiceSpec
 from .datastream import DataStream, resolve_function
 from .function import BatchFunction, SourceFunction
 from .function.callable_function import CallableSource
 from .function.source_function import IterableBatchFunction
+from .job import Job
 from .service import BaseService
-from ..runtime.service.pipeline_service import ServiceBridgeSource
-from ..runtime.graph.transformation import Transformation
-
-if TYPE_CHECKING:
-    from ..runtime.job import Job
 
 
 class BaseEnvironment:
@@ -35,16 +35,20 @@ class BaseEnvironment:
         self.name = name
         self.config = JobConfig.from_dict(config)
         self.transformations: list[Transformation] = []
-        self.services: dict[str, Any] = {}
+        self.services: dict[str, ServiceSpec] = {}
         self._names: set[str] = set()
-        self._job: "Job | None" = None
+        self._job: Job | None = None
 
     def _check_not_submitted(self, what: str) -> None:
         if self._job is not None:
             raise PipelineError(f"{what}: environment {self.name!r} was already submitted (job {self._job.job_id}); "
                                 f"build the whole pipeline before submit()")
 
-    def _add(self, transformation: Transformation) -> Transformation:
+    def add_transformation(self, transformation: Transformation) -> Transformation:
+        """Add one operator to the pipeline, numbering its name if another operator has it.
+
+        Raises `PipelineError` once the environment was submitted.
+        """
         self._check_not_submitted(f"operator {transformation.basename!r}")
         base, n = transformation.basename, 1
         while transformation.basename in self._names:
@@ -79,7 +83,7 @@ class BaseEnvironment:
                 )
             cls, ctor_args, name = IterableBatchFunction, (source,), "from_batch"
             size = len(source) if isinstance(source, Sequence) else None
-        return DataStream(self, self._add(Transformation(
+        return DataStream(self, self.add_transformation(Transformation(
             kind="batch", basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
             parallelism=parallelism, on_error=on_error, bounded_size=size, options=dict(resources or {}),
         )))
@@ -92,7 +96,7 @@ class BaseEnvironment:
         `StopSignal` to end the stream; `job.stop()` ends it too.
         """
         cls, ctor_args, name = resolve_function("from_source", source, args, SourceFunction, CallableSource)
-        return DataStream(self, self._add(Transformation(
+        return DataStream(self, self.add_transformation(Transformation(
             kind="source", basename=name, function_class=cls, args=ctor_args, kwargs=kwargs,
             parallelism=parallelism, on_error=on_error, options=dict(resources or {}),
         )))
@@ -117,8 +121,7 @@ class BaseEnvironment:
         if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
             raise PipelineError(f"register_service {name!r}: max_concurrency must be an int >= 1, "
                                 f"got {max_concurrency!r}")
-        self.services[name] = {"service_class": service_class, "args": args, "kwargs": kwargs,
-                               "max_concurrency": max_concurrency, "options": dict(resources or {})}
+        self.services[name] = ServiceSpec(name, service_class, args, kwargs, max_concurrency, dict(resources or {}))
 
     def from_service(self, name: str, max_in_flight: int = 8, parallelism: int = 1) -> DataStream:
         """Start a pipeline that serves calls to service `name` (pipeline-as-service).
@@ -130,18 +133,12 @@ class BaseEnvironment:
         stopped (and drains) once the job's other tasks have finished.
         """
         self._check_not_submitted(f"from_service {name!r}")
-        if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
-            raise PipelineError(f"from_service {name!r}: max_in_flight must be an int >= 1, got {max_in_flight!r}")
         if not isinstance(name, str) or not name or name in self.services:
             raise PipelineError(f"from_service: service name {name!r} is empty or already registered")
-        self.services[name] = {"service_class": None, "args": (), "kwargs": {}, "max_concurrency": 1,
-                               "options": {}, "pipeline": True, "max_in_flight": max_in_flight}
-        return DataStream(self, self._add(Transformation(
-            kind="source", basename=f"service_{name}", function_class=ServiceBridgeSource, args=(name,),
-            parallelism=parallelism, bind_queues={"requests": f"service:{name}:requests",
-                                                  "credits": f"service:{name}:credits"},
-            detached=True, service_name=name,
-        )))
+        spec, bridge = service_pipeline(name, max_in_flight, parallelism)
+        stream = DataStream(self, self.add_transformation(bridge))
+        self.services[name] = spec
+        return stream
 
     # ------------------------------------------------------------------ submit
     def validate(self) -> None:
@@ -154,7 +151,15 @@ class BaseEnvironment:
                 warnings.warn(f"operator {t.basename!r} ({t.kind}) has no sink downstream: its output is discarded",
                               stacklevel=3)
 
-    def submit(self, autostop: bool = False) -> "Job":
+    def job_spec(self) -> JobSpec:
+        """The plain description of this environment's job that the runtime runs (see `JobSpec`)."""
+        return JobSpec(self.name, self.backend, list(self.transformations), dict(self.services), self.config,
+                       self._backend_options())
+
+    def _backend_options(self) -> dict[str, Any]:
+        return {}
+
+    def submit(self, autostop: bool = False) -> Job:
         """Start the pipeline and return its `Job` handle.
 
         With `autostop=True`, block until the bounded job has finished and
@@ -164,9 +169,7 @@ class BaseEnvironment:
         if self._job is not None:
             raise PipelineError(f"environment {self.name!r} was already submitted (job {self._job.job_id})")
         self.validate()
-        from ..runtime.job_manager import JobManager
-
-        self._job = JobManager.submit(self)
+        self._job = Job(job_manager().submit(self.job_spec()))
         if autostop:
             self._job.wait()
         return self._job

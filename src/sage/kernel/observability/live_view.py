@@ -1,7 +1,7 @@
 """The command line's view of the jobs a script runs: live (rich), plain lines, and a summary at the end.
 
-`Monitor` is fed jobs as they are submitted (`watch`, a `JobManager`
-listener) and, on the main thread, shows them until the script and its jobs
+`Monitor` is fed jobs as they are submitted (it is a `JobListener` of the
+job manager) and, on the main thread, shows them until the script and its jobs
 have ended (`run`), turning Ctrl-C into a graceful stop, then a cancel.
 Everything goes to one stream (stderr by default), so the script's own
 output on stdout stays clean for pipes and files.
@@ -22,9 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..runtime.graph import ExecutionGraph
-from ..runtime.job import Job
+from ..runtime.job import JobRun
+from ..runtime.job_manager import JobListener
 from .job_view import Progress, Row, operator_rows, progress, service_rows
-from .rates import lifetime
+from .rates import RateWindow, lifetime
 from .waker import Waker, catch_ctrl_c
 
 MODES = ("live", "plain", "quiet")
@@ -45,13 +46,18 @@ LEGEND = ("busy: share of each second in the function · backpr.: waiting for ro
 class WatchedJob:
     """A job the monitor shows, with its graph and when it started and ended (monotonic seconds)."""
 
-    job: Job
+    job: JobRun
     graph: ExecutionGraph
     started: float
     ended: float | None = None
+    rates: RateWindow = dataclasses.field(default_factory=RateWindow)
 
     def elapsed(self, now: float) -> float:
         return (self.ended or now) - self.started
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """The job's instance counters with rates and shares over the last seconds (see `RateWindow`)."""
+        return self.rates.annotate(self.job.instance_metrics())
 
 
 # ---------------------------------------------------------------------- formatting
@@ -165,7 +171,7 @@ def job_panel(watched: WatchedJob, metrics: dict[str, dict[str, Any]], expand: b
 def summary(watched: WatchedJob, expand: bool, now: float) -> RenderableType:
     """The end-of-run table of one job: totals, time, average rates and shares over each task's life."""
     job = watched.job
-    metrics = lifetime(job.metrics())
+    metrics = lifetime(job.instance_metrics())
     title = f"job {job.job_id}: {job.status} in {watched.elapsed(now):.2f} s"
     parts: list[RenderableType] = [
         operator_table(operator_rows(watched.graph, metrics, expand, running_only=False), title, summary=True)]
@@ -198,7 +204,7 @@ def plain_line(watched: WatchedJob, metrics: dict[str, dict[str, Any]], now: flo
 
 
 # ---------------------------------------------------------------------- the loop
-class Monitor:
+class Monitor(JobListener):
     """Shows the jobs of one script run and handles Ctrl-C for them.
 
     `mode` is "live" (a rich display refreshed every `interval` seconds),
@@ -224,9 +230,9 @@ class Monitor:
         self._lock = threading.Lock()
         self._waker = Waker()
 
-    # called from the script's thread (JobManager listener) and from job callbacks
-    def watch(self, job: Job, graph: ExecutionGraph) -> None:
-        """Show `job` from now on (a `JobManager` listener)."""
+    # called from the script's thread (as a job listener) and from job callbacks
+    def submitted(self, job: JobRun, graph: ExecutionGraph) -> None:
+        """Show `job` from now on (the job manager calls this for every job the script submits)."""
         watched = WatchedJob(job, graph, time.monotonic())
         with self._lock:
             self.jobs.append(watched)
@@ -308,7 +314,7 @@ class Monitor:
         now = time.monotonic()
         watched = self.watched()
         if live is not None:
-            panels = [job_panel(w, w.job.metrics(), self.expand, now) for w in watched]
+            panels = [job_panel(w, w.metrics(), self.expand, now) for w in watched]
             live.update(Group(*panels, Text(LEGEND, style="dim")) if panels else Text("waiting for a job…"),
                         refresh=True)
         elif self.mode == "plain":
@@ -317,7 +323,7 @@ class Monitor:
                     continue
                 if w.job.done():
                     reported.add(w.job.job_id)
-                print(plain_line(w, w.job.metrics(), now, self.expand), file=self.stream, flush=True)
+                print(plain_line(w, w.metrics(), now, self.expand), file=self.stream, flush=True)
 
     def print_summaries(self) -> None:
         """The summary table of every job, once they have ended (not in quiet mode)."""

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from ..runtime.backend.local_backend import python_queue_factory
 from ..runtime.graph import ExecutionGraph
-from ..runtime.job_manager import JobManager
+from ..runtime.job_manager import JobListener, job_manager
+from ..runtime.spec import JobSpec
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LAUNCHER_FILES = {"<frozen runpy>", os.path.abspath(runpy.__file__), os.path.abspath(threading.__file__)}
@@ -142,22 +143,27 @@ class SubmitIntercepted(BaseException):
         self.graph = graph
 
 
+class _CompileOnly(JobListener):
+    """Refuses every submission with `SubmitIntercepted`, carrying the job's compiled graph."""
+
+    def before_submit(self, spec: JobSpec) -> None:
+        config = spec.config
+        raise SubmitIntercepted(ExecutionGraph(spec.name, spec.transformations, spec.services, python_queue_factory,
+                                               config.queue_maxsize, config.service_queue_maxsize))
+
+
 @contextlib.contextmanager
 def capture_submissions() -> Iterator[None]:
     """While active, `env.submit()` compiles the pipeline and raises `SubmitIntercepted` with its graph.
 
-    Whatever the environment (local or Ray), nothing starts: the graph is
-    compiled with in-process queue descriptors, which are never used.
-    Pipeline errors (`PipelineError`) are raised as usual. Not reentrant;
-    affects every thread of the process while active.
+    Whatever the environment (local or Ray), nothing starts (Ray is not even
+    joined): the graph is compiled with in-process queue descriptors, which
+    are never used. Pipeline errors (`PipelineError`) are raised as usual.
+    Affects every thread of the process while active.
     """
-    def compile_only(env: Any) -> Any:
-        config = env.config
-        raise SubmitIntercepted(ExecutionGraph(env.name, env.transformations, env.services, python_queue_factory,
-                                               config.queue_maxsize, config.service_queue_maxsize))
-
-    JobManager.submit_hook = compile_only
+    listener = _CompileOnly()
+    job_manager().add_listener(listener)
     try:
         yield
     finally:
-        JobManager.submit_hook = None
+        job_manager().remove_listener(listener)

@@ -7,10 +7,11 @@ import threading
 from typing import Any
 
 from ..errors import describe_error
+from .backend import Backend, InstanceHandle
 from .config import JobConfig
 from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
-from .job import Job
+from .job import JobRun
 from .service.pipeline_service import fill_credits
 
 logger = logging.getLogger(__name__)
@@ -27,17 +28,18 @@ class Dispatcher:
     everything else.
     """
 
-    def __init__(self, job: Job, graph: ExecutionGraph, backend: Any, config: JobConfig) -> None:
+    def __init__(self, job: JobRun, graph: ExecutionGraph, backend: Backend, config: JobConfig) -> None:
         self.job = job
         self.graph = graph
         self.backend = backend
         self.config = config
-        self.tasks: dict[str, Any] = {}
-        self.services: dict[str, Any] = {}
+        self.tasks: dict[str, InstanceHandle] = {}
+        self.services: dict[str, InstanceHandle] = {}
         self._running_tasks: set[str] = set()
         self._running_services: set[str] = set()
         self._running_detached: set[str] = set()
         self._lock = threading.Lock()
+        job.bind(self)
 
     # ------------------------------------------------------------------ contexts
     def task_context(self, name: str) -> TaskContext:
@@ -78,12 +80,11 @@ class Dispatcher:
         for name, node in ordered:
             if self.job.done():
                 break
-            self._register(self.tasks, name,
-                           self.backend.start_task(node, self.task_context(name), node.spec, self._on_task_exit))
+            self._register(self.tasks, name, self.backend.start_task(node, self.task_context(name), self._on_task_exit))
         if not self._running_tasks and not self._running_detached:
             self._stop_services()
 
-    def _register(self, handles: dict[str, Any], name: str, handle: Any) -> None:
+    def _register(self, handles: dict[str, InstanceHandle], name: str, handle: InstanceHandle) -> None:
         with self._lock:
             handles[name] = handle
         if self.job.done():  # it failed or was cancelled meanwhile: _cancel_all may not have seen this one
@@ -122,19 +123,19 @@ class Dispatcher:
             all_done = not (self._running_services or self._running_tasks or self._running_detached)
         if all_done:
             self.backend.shutdown()
-            self.job._end("finished")
+            self.job.end("finished")
 
     def _stop_services(self) -> None:
         if not self.services:
             self.backend.shutdown()
-            self.job._end("finished")
+            self.job.end("finished")
             return
         for handle in list(self.services.values()):
             handle.stop()
 
     def _fail(self, name: str, error: BaseException) -> None:
         cause = error.__cause__ if error.__cause__ is not None else error
-        if self.job._end("failed", failed_task=name, error=cause):
+        if self.job.end("failed", failed_task=name, error=cause):
             logger.error("job %s failed in %s: %s", self.job.job_id, name, describe_error(cause))
             self._cancel_all()
 
@@ -162,7 +163,7 @@ class Dispatcher:
 
     def cancel(self) -> None:
         """Cancel every instance now; the job ends "cancelled" (unless it already ended)."""
-        if self.job._end("cancelled"):
+        if self.job.end("cancelled"):
             self._cancel_all()
 
     def _handles(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:

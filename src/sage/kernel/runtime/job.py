@@ -1,25 +1,35 @@
-"""The handle users get from `env.submit()`."""
+"""A job as the runtime sees it: its status, its completion, its control and its counters."""
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..errors import JobFailedError, describe_error
-from ..observability.prometheus import to_prometheus
-from ..observability.rates import RateWindow
-
-if TYPE_CHECKING:
-    from .dispatcher import Dispatcher
 
 STATUSES = ("running", "finished", "failed", "cancelled")
 
 
-class Job:
-    """A submitted pipeline: its status, completion, control and metrics.
+class JobControl(Protocol):
+    """What drives a running job (the dispatcher)."""
+
+    def stop(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def metrics(self) -> dict[str, Any]: ...
+
+    def routing_info(self) -> dict[str, Any]: ...
+
+
+class JobRun:
+    """One submitted job: status, completion, control and per-instance counters.
 
     `status` is "running", then exactly one of "finished", "failed" or
-    "cancelled". Completion is an event: `wait()` blocks on it, it never polls.
+    "cancelled". Completion is an event: `wait()` blocks on it, it never
+    polls. The dispatcher that runs the job binds itself as the control
+    (`bind`) and ends the job (`end`). Users get this through the api's
+    `Job` handle, which adds rates and other views (observability).
     """
 
     def __init__(self, job_id: str, name: str) -> None:
@@ -30,13 +40,18 @@ class Job:
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._dispatcher: "Dispatcher | None" = None
-        self._callbacks: list[Callable[["Job"], None]] = []
-        self._rates = RateWindow()
+        self._control: JobControl | None = None
+        self._callbacks: list[Callable[["JobRun"], None]] = []
+
+    def bind(self, control: JobControl) -> None:
+        """Set what `stop()`, `cancel()`, `instance_metrics()` and `routing_info()` act on."""
+        self._control = control
 
     # ------------------------------------------------------------------ completion
-    def _end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
-        """Move to a final status once; returns False when the job had already ended."""
+    def end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
+        """Move to the final `status` once (callbacks run then); False when the job had already ended."""
+        if status not in STATUSES[1:]:
+            raise ValueError(f"a job ends 'finished', 'failed' or 'cancelled', not {status!r}")
         with self._lock:
             if self.status != "running":
                 return False
@@ -47,7 +62,7 @@ class Job:
             callback(self)
         return True
 
-    def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
+    def add_done_callback(self, callback: Callable[["JobRun"], None]) -> None:
         """Call `callback(job)` once the job has ended (at once if it already has)."""
         with self._lock:
             if self.status == "running":
@@ -71,7 +86,8 @@ class Job:
         if self.status == "failed":
             cause = self.error
             raise JobFailedError(
-                f"job {self.job_id} failed in task {self.failed_task!r}: {describe_error(cause)}",
+                f"job {self.job_id} failed in task {self.failed_task!r}: "
+                f"{describe_error(cause) if cause is not None else 'unknown error'}",
                 self.failed_task,
             ) from cause
         return self.status
@@ -82,37 +98,23 @@ class Job:
 
         Returns at once; `wait()` for the end. Nothing already emitted is lost.
         """
-        if self._dispatcher is not None:
-            self._dispatcher.stop()
+        if self._control is not None:
+            self._control.stop()
 
     def cancel(self) -> None:
         """Stop now: every task exits promptly; records in flight are abandoned. Status "cancelled"."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
+        if self._control is not None:
+            self._control.cancel()
 
     # ------------------------------------------------------------------ insight
-    def metrics(self, format: str = "dict") -> dict[str, Any] | str:
-        """Metrics of every task and service instance, by instance name (services as `service:{name}`).
-
-        Per task: status, records in/out, errors, elapsed/busy/idle/backpressure
-        seconds (cumulative), input queue size/capacity/load, and over the last
-        few seconds records in/out per second and the busy/idle/backpressure
-        share of each second. Per service: calls, errors, expired requests,
-        latency p50/p99 and sum, calls per caller, calls per second. Rates come
-        from the difference with an earlier call's counters (see `RateWindow`):
-        the first call gives lifetime figures.
-
-        `format="prometheus"` returns the same as Prometheus text instead.
-        On Ray each call asks every actor (a round trip each).
-        """
-        if format not in ("dict", "prometheus"):
-            raise ValueError(f"metrics format must be 'dict' or 'prometheus', got {format!r}")
-        metrics = self._rates.annotate(self._dispatcher.metrics() if self._dispatcher is not None else {})
-        return to_prometheus(self.job_id, self.status, metrics) if format == "prometheus" else metrics
+    def instance_metrics(self) -> dict[str, dict[str, Any]]:
+        """Cumulative counters of every task and service instance, by instance name (services as
+        `service:{name}`); on Ray each call asks every actor (a round trip each)."""
+        return self._control.metrics() if self._control is not None else {}
 
     def routing_info(self) -> dict[str, Any]:
         """Per task instance: its broadcast groups with their strategy, connections, target names and queue ids."""
-        return self._dispatcher.routing_info() if self._dispatcher is not None else {}
+        return self._control.routing_info() if self._control is not None else {}
 
     def __repr__(self) -> str:
-        return f"Job({self.job_id!r}, status={self.status!r})"
+        return f"JobRun({self.job_id!r}, status={self.status!r})"

@@ -1,96 +1,109 @@
-"""JobManager: compiles an environment's pipeline and hands it to a dispatcher."""
+"""JobManager: compiles a job spec, starts it through a dispatcher, and keeps the running jobs."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
 
+from .backend import Backend, create_backend
 from .dispatcher import Dispatcher
 from .graph import ExecutionGraph
-from .job import Job
-
-if TYPE_CHECKING:
-    from ..api.environment import BaseEnvironment
+from .job import JobRun
+from .spec import JobSpec
 
 
-def create_backend(env: "BaseEnvironment") -> Any:
-    """The backend the environment asks for (imported only when used, so Ray stays optional)."""
-    if env.backend == "local":
-        from .backend import LocalBackend
+class JobListener:
+    """Hooks a `JobManager` calls for every submission; subclass and override what you need.
 
-        return LocalBackend()
-    if env.backend == "ray":
-        from .backend.ray_backend import RayBackend
+    Listeners run on the submitting thread, in the order they were added.
+    """
 
-        return RayBackend(env)
-    raise ValueError(f"unknown backend {env.backend!r}")
+    def before_submit(self, spec: JobSpec) -> None:
+        """Called first, before anything is built or started. An exception raised here ends the
+        submission and reaches the caller of `submit()` (e.g. to compile a pipeline without running it)."""
+
+    def submitted(self, job: JobRun, graph: ExecutionGraph) -> None:
+        """Called once the job is registered, right before its instances start."""
 
 
 class JobManager:
-    """Process-wide registry of running jobs (a job leaves it when it ends).
+    """A registry of the jobs submitted through it that have not ended yet (a job leaves when it ends).
 
-    `submit(env)` compiles the pipeline into an `ExecutionGraph` (one task per
-    transformation and parallel index, one input queue per task, one request
-    queue per service), starts it through a `Dispatcher` and returns the `Job`.
-    Listeners added with `add_listener` see every job as it is submitted (the
-    command line uses this to watch jobs a user script starts).
+    `submit(spec)` compiles the pipeline into an `ExecutionGraph` (one task
+    per transformation and parallel index, one input queue per task, one
+    request queue per service), starts it through a `Dispatcher` and returns
+    the `JobRun`. Listeners (`add_listener`) see every submission.
+    Thread-safe. The process has one default manager, `job_manager()`, which
+    environments submit to.
     """
 
-    jobs: dict[str, Job] = {}
-    graphs: dict[str, ExecutionGraph] = {}
-    _listeners: list[Callable[[Job, ExecutionGraph], None]] = []
-    _lock = threading.Lock()
-    submit_hook: Callable[["BaseEnvironment"], Job] | None = None
-    """When set, `submit(env)` returns `submit_hook(env)` and starts nothing (`sage-kernel graph`
-    sets it to compile a script's pipeline without running it)."""
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRun] = {}
+        self._graphs: dict[str, ExecutionGraph] = {}
+        self._listeners: list[JobListener] = []
+        self._lock = threading.Lock()
 
-    @classmethod
-    def add_listener(cls, listener: Callable[[Job, ExecutionGraph], None]) -> None:
-        with cls._lock:
-            cls._listeners.append(listener)
+    def add_listener(self, listener: JobListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
 
-    @classmethod
-    def remove_listener(cls, listener: Callable[[Job, ExecutionGraph], None]) -> None:
-        with cls._lock:
-            cls._listeners.remove(listener)
+    def remove_listener(self, listener: JobListener) -> None:
+        """Forget `listener`; `ValueError` if it was not added."""
+        with self._lock:
+            self._listeners.remove(listener)
 
-    @classmethod
-    def running_jobs(cls) -> list[Job]:
-        """A snapshot of the jobs submitted in this process that have not ended."""
-        with cls._lock:
-            return list(cls.jobs.values())
+    def running_jobs(self) -> list[JobRun]:
+        """A snapshot of the jobs submitted here that have not ended."""
+        with self._lock:
+            return list(self._jobs.values())
 
-    @classmethod
-    def _forget(cls, job: Job) -> None:
-        with cls._lock:
-            cls.jobs.pop(job.job_id, None)
-            cls.graphs.pop(job.job_id, None)
+    def graph(self, job_id: str) -> ExecutionGraph:
+        """The execution graph of running job `job_id`; `KeyError` once it has ended (or never ran here)."""
+        with self._lock:
+            return self._graphs[job_id]
 
-    @classmethod
-    def compile(cls, env: "BaseEnvironment", job_id: str, backend: Any) -> ExecutionGraph:
-        config = env.config
+    def _forget(self, job: JobRun) -> None:
+        with self._lock:
+            self._jobs.pop(job.job_id, None)
+            self._graphs.pop(job.job_id, None)
+
+    @staticmethod
+    def compile(spec: JobSpec, job_id: str, backend: Backend) -> ExecutionGraph:
+        """The execution graph of `spec`, with the queues of the transport `spec` asks for on `backend`."""
+        config = spec.config
         factory = backend.queue_factory(config.transport or backend.default_transport)
-        return ExecutionGraph(job_id, env.transformations, env.services, factory,
-                              config.queue_maxsize, config.service_queue_maxsize)
+        return ExecutionGraph(job_id, spec.transformations, spec.services, factory, config.queue_maxsize,
+                              config.service_queue_maxsize)
 
-    @classmethod
-    def submit(cls, env: "BaseEnvironment") -> Job:
-        if cls.submit_hook is not None:
-            return cls.submit_hook(env)
-        job_id = f"{env.name}-{uuid.uuid4().hex[:8]}"
-        backend = create_backend(env)
-        graph = cls.compile(env, job_id, backend)
-        backend.prepare(graph)
-        job = Job(job_id, env.name)
-        dispatcher = Dispatcher(job, graph, backend, env.config)
-        job._dispatcher = dispatcher
-        with cls._lock:
-            cls.jobs[job_id] = job
-            cls.graphs[job_id] = graph
-            listeners = list(cls._listeners)
-        job.add_done_callback(cls._forget)
+    def submit(self, spec: JobSpec) -> JobRun:
+        """Compile, place and start the job; return once every instance has started.
+
+        Raises `PipelineError` for a pipeline that cannot run (naming what),
+        and whatever a listener's `before_submit` raises.
+        """
+        with self._lock:
+            listeners = list(self._listeners)
         for listener in listeners:
-            listener(job, graph)
+            listener.before_submit(spec)
+        job_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
+        backend = create_backend(spec)
+        graph = self.compile(spec, job_id, backend)
+        backend.prepare(graph)
+        job = JobRun(job_id, spec.name)
+        dispatcher = Dispatcher(job, graph, backend, spec.config)
+        with self._lock:
+            self._jobs[job_id] = job
+            self._graphs[job_id] = graph
+        job.add_done_callback(self._forget)
+        for listener in listeners:
+            listener.submitted(job, graph)
         dispatcher.submit()
         return job
+
+
+_default = JobManager()
+
+
+def job_manager() -> JobManager:
+    """The process's default job manager (the one environments submit to)."""
+    return _default

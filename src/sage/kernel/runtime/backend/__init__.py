@@ -1,5 +1,5 @@
-"""Backends: how task and service instances run (threads here, Ray actors in ray_backend)."""
+"""Backends: how task and service instances run (threads in local_backend, Ray actors in ray_backend)."""
 
-from .local_backend import LocalBackend
+from .base import BACKENDS, Backend, ExitCallback, InstanceHandle, create_backend
 
-__all__ = ["LocalBackend"]
+__all__ = ["BACKENDS", "Backend", "ExitCallback", "InstanceHandle", "create_backend"]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
 from ..context import ServiceContext, TaskContext
-from ..graph import ExecutionGraph, OperatorSpec, ServiceNode, TaskNode
+from ..graph import ExecutionGraph, ServiceNode, TaskNode
+from ..graph.execution_graph import QueueFactory
 from ..service.service_task import ServiceTask
+from ..spec import JobSpec
 from ..task import Task
-
-ExitCallback = Callable[[str, str, BaseException | None], None]
-"""Called once when an instance's run ends: `(name, status, error or None)`."""
+from .base import ExitCallback
 
 
 def python_queue_factory(queue_id: str, maxsize: int, owner: str) -> BaseQueueDescriptor:
@@ -66,12 +66,12 @@ class LocalBackend:
     name = "local"
     default_transport = "python"
 
-    def __init__(self) -> None:
+    def __init__(self, spec: JobSpec | None = None) -> None:
         self._rpc_server: Any = None
         self._queues: list[BaseQueueDescriptor] = []
         self._lock = threading.Lock()
 
-    def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
+    def queue_factory(self, transport: str) -> QueueFactory:
         """The descriptor factory for `transport`; raises `PipelineError` for one this backend lacks."""
         if transport == "python":
             return python_queue_factory
@@ -91,9 +91,9 @@ class LocalBackend:
         """Remember the job's queues, to release them at shutdown; nothing needs placing."""
         self._queues = graph.queues()
 
-    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> LocalHandle:
+    def start_task(self, node: TaskNode, ctx: TaskContext, on_exit: ExitCallback) -> LocalHandle:
         """Run the task on a new thread; `on_exit` is called from that thread when it ends."""
-        handle = LocalHandle(Task(ctx, spec), on_exit)
+        handle = LocalHandle(Task(ctx, node.spec), on_exit)
         handle.start()
         return handle
 

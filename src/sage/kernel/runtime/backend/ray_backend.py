@@ -32,14 +32,15 @@ from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescri
 from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
 from ..communication.queue_descriptor.ray_queue_manager import kill_and_wait
 from ..context import ServiceContext, TaskContext
-from ..graph import ExecutionGraph, OperatorSpec, ServiceNode, TaskNode
+from ..graph import ExecutionGraph, ServiceNode, TaskNode
+from ..graph.execution_graph import QueueFactory
 from ..portable_error import PortableError
 from ..service.service_task import ServiceTask
+from ..spec import JobSpec
 from ..task import Task, TaskFailure
+from .base import ExitCallback
 
 logger = logging.getLogger(__name__)
-
-ExitCallback = Callable[[str, str, BaseException | None], None]
 
 ACTOR_CONCURRENCY = 4
 """Threads per actor: `run()` holds one; `stop`, `cancel` and `metrics` calls use the others."""
@@ -226,18 +227,18 @@ class RayBackend:
     name = "ray"
     default_transport = "ray"
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, spec: JobSpec) -> None:
         if not ray.is_initialized():
-            raise RuntimeError("RayBackend needs ray.init() first (RayEnvironment does it)")
-        self.namespace = f"sage-kernel-{env.name}-{uuid.uuid4().hex[:12]}"
-        self.transport = env.config.transport or self.default_transport
+            raise RuntimeError("RayBackend needs ray.init() first (create_backend does it)")
+        self.namespace = f"sage-kernel-{spec.name}-{uuid.uuid4().hex[:12]}"
+        self.transport = spec.transport or self.default_transport
         self._actors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shut_down = False
         self._killed: set[str] = set()
         self._gone = threading.Event()
 
-    def queue_factory(self, transport: str) -> Callable[[str, int, str], BaseQueueDescriptor]:
+    def queue_factory(self, transport: str) -> QueueFactory:
         """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces."""
         if transport == "ray":
             namespace = self.namespace
@@ -322,9 +323,9 @@ class RayBackend:
         payload = _serialize(name, (factory, args), classes)
         return RayHandle(name, self._actor(name, options), payload, on_exit)
 
-    def start_task(self, node: TaskNode, ctx: TaskContext, spec: OperatorSpec, on_exit: ExitCallback) -> RayHandle:
+    def start_task(self, node: TaskNode, ctx: TaskContext, on_exit: ExitCallback) -> RayHandle:
         """Start the task's actor and its `run()`; `on_exit` fires from a driver thread when it ends."""
-        return self._start(node.name, Task, (ctx, spec), [spec.function_class], node.options, on_exit)
+        return self._start(node.name, Task, (ctx, node.spec), [node.spec.function_class], node.options, on_exit)
 
     def start_service(self, node: ServiceNode, ctx: ServiceContext, on_exit: ExitCallback) -> RayHandle:
         return self._start(f"service:{node.name}", ServiceTask, (ctx, node.service_class, node.args, node.kwargs),

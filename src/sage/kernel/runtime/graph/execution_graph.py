@@ -8,6 +8,8 @@ from typing import Any, Callable
 from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
+from ..service.pipeline_service import bridge_owner, credits_queue, requests_queue
+from ..spec import ServiceSpec
 from .transformation import Transformation
 
 QueueFactory = Callable[[str, int, str], BaseQueueDescriptor]
@@ -66,15 +68,37 @@ class ServiceNode:
     source task serves the request queue, taking credits from `credits_qd`.
     """
 
-    name: str
-    service_class: type | None
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    max_concurrency: int
-    options: dict[str, Any]
+    spec: ServiceSpec
     request_qd: BaseQueueDescriptor
-    pipeline: bool = False
     credits_qd: BaseQueueDescriptor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def service_class(self) -> type | None:
+        return self.spec.service_class
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self.spec.args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.spec.kwargs
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.spec.max_concurrency
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.spec.options
+
+    @property
+    def pipeline(self) -> bool:
+        return self.spec.pipeline
 
     @property
     def methods(self) -> frozenset[str]:
@@ -116,7 +140,7 @@ class ExecutionGraph:
     from every upstream instance of every input (`upstream_names`).
     """
 
-    def __init__(self, job_id: str, transformations: list[Transformation], services: dict[str, dict[str, Any]],
+    def __init__(self, job_id: str, transformations: list[Transformation], services: dict[str, ServiceSpec],
                  queue_factory: QueueFactory, queue_maxsize: int, service_queue_maxsize: int) -> None:
         self.job_id = job_id
         self.nodes: dict[str, TaskNode] = {}
@@ -128,16 +152,13 @@ class ExecutionGraph:
         self._factory = queue_factory
 
         named_queues: dict[str, BaseQueueDescriptor] = {}
-        for name, s in services.items():
-            owner = self._service_owner(name, transformations) if s.get("pipeline") else f"service:{name}"
-            node = ServiceNode(name, s["service_class"], s["args"], s["kwargs"], s["max_concurrency"],
-                               dict(s["options"]), self._queue(f"service.{name}.requests", service_queue_maxsize,
-                                                               owner))
-            named_queues[f"service:{name}:requests"] = node.request_qd
-            if s.get("pipeline"):
-                node.pipeline = True
-                node.credits_qd = self._queue(f"service.{name}.credits", s["max_in_flight"], owner)
-                named_queues[f"service:{name}:credits"] = node.credits_qd
+        for name, spec in services.items():
+            owner = bridge_owner(name, transformations) if spec.pipeline else f"service:{name}"
+            node = ServiceNode(spec, self._queue(f"service.{name}.requests", service_queue_maxsize, owner))
+            named_queues[requests_queue(name)] = node.request_qd
+            if spec.pipeline:
+                node.credits_qd = self._queue(f"service.{name}.credits", spec.max_in_flight, owner)
+                named_queues[credits_queue(name)] = node.credits_qd
             self.services[name] = node
         for t in transformations:
             self.by_transformation[id(t)] = [
@@ -157,13 +178,6 @@ class ExecutionGraph:
         queue_id = f"{self.job_id}.{name}"
         self.queue_owners[queue_id] = owner
         return self._factory(queue_id, maxsize, owner)
-
-    @staticmethod
-    def _service_owner(name: str, transformations: list[Transformation]) -> str:
-        for t in transformations:
-            if t.is_source and t.detached and t.service_name == name:
-                return f"{t.basename}_0"
-        raise PipelineError(f"pipeline service {name!r} has no from_service source")
 
     def _add_node(self, t: Transformation, index: int, named_queues: dict[str, BaseQueueDescriptor],
                   queue_maxsize: int) -> TaskNode:

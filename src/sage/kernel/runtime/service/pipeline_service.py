@@ -28,8 +28,10 @@ import queue
 import time
 from typing import Any
 
-from ...api.function import SinkFunction, SourceFunction
+from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor
+from ..graph.transformation import Transformation
+from ..spec import ServiceSpec
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 
@@ -59,12 +61,55 @@ class Envelope:
         return (Envelope, (self.payload, self.request, self.inbox))
 
 
+def requests_queue(service: str) -> str:
+    """The graph's name for the request queue of service `service`."""
+    return f"service:{service}:requests"
+
+
+def credits_queue(service: str) -> str:
+    """The graph's name for the credit queue of pipeline service `service`."""
+    return f"service:{service}:credits"
+
+
+def service_pipeline(name: str, max_in_flight: int, parallelism: int) -> tuple[ServiceSpec, Transformation]:
+    """The service and the bridge source that start a service pipeline (`env.from_service`).
+
+    Raises `PipelineError` naming the service for a bad `max_in_flight`.
+    """
+    if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
+        raise PipelineError(f"from_service {name!r}: max_in_flight must be an int >= 1, got {max_in_flight!r}")
+    spec = ServiceSpec(name, None, pipeline=True, max_in_flight=max_in_flight)
+    bridge = Transformation(
+        kind="source", basename=f"service_{name}", function_class=ServiceBridgeSource, args=(name,),
+        parallelism=parallelism, bind_queues={"requests": requests_queue(name), "credits": credits_queue(name)},
+        detached=True, service_name=name,
+    )
+    return spec, bridge
+
+
+def reply_transformation(upstream: Transformation, parallelism: int) -> Transformation:
+    """The sink that ends a service pipeline (`.reply()`); `PipelineError` when `upstream` is not in one."""
+    if not upstream.detached:
+        raise PipelineError(f"reply after operator {upstream.basename!r}: only a stream from env.from_service() "
+                            f"can reply")
+    return Transformation(kind="sink", basename="reply", function_class=ServiceReplySink, parallelism=parallelism,
+                          inputs=[upstream], detached=True, service_name=upstream.service_name)
+
+
+def bridge_owner(service: str, transformations: list[Transformation]) -> str:
+    """The task instance that reads a pipeline service's request and credit queues (its first bridge)."""
+    for t in transformations:
+        if t.is_source and t.detached and t.service_name == service:
+            return f"{t.basename}_0"
+    raise PipelineError(f"pipeline service {service!r} has no from_service source")
+
+
 def fill_credits(credits: BaseQueueDescriptor, count: int) -> None:
-    """Put the initial `count` credits (called once when the graph is built)."""
+    """Put the initial `count` credits (called once when the job starts)."""
     credits.put_many([True] * count)
 
 
-class ServiceBridgeSource(SourceFunction):
+class ServiceBridgeSource:
     """Takes one credit, then one request, and emits it as an `Envelope`.
 
     Blocks inside `execute()` until both are there, pushing out what its
@@ -80,6 +125,8 @@ class ServiceBridgeSource(SourceFunction):
     calls services, so the queue is free to carry answered request ids.
     """
 
+    ctx: Any = None
+
     def __init__(self, service_name: str, requests: BaseQueueDescriptor, credits: BaseQueueDescriptor) -> None:
         self.service_name = service_name
         self.requests = requests
@@ -88,6 +135,12 @@ class ServiceBridgeSource(SourceFunction):
         self._in_flight: dict[str, float] = {}  # request id -> the caller's deadline (time.time())
         self._next_expiry = float("inf")
         self._responses = ResponseQueues()
+
+    def open(self) -> None:
+        """Nothing to acquire: the queues attach on first use."""
+
+    def close(self) -> None:
+        """Nothing to release: credits of requests still in flight go with the job."""
 
     def execute(self) -> Envelope | None:
         while True:
@@ -168,12 +221,20 @@ class ServiceBridgeSource(SourceFunction):
             self.credits.put_many([True] * freed)
 
 
-class ServiceReplySink(SinkFunction):
+class ServiceReplySink:
     """Answers the caller of each envelope's request with its payload, then tells the request's
     bridge it was answered (which frees its credit on the first answer)."""
 
+    ctx: Any = None
+
     def __init__(self) -> None:
         self._queues = ResponseQueues()
+
+    def open(self) -> None:
+        """Nothing to acquire."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def execute(self, data: Envelope) -> None:
         request = data.request
@@ -181,4 +242,5 @@ class ServiceReplySink(SinkFunction):
         self._queues.put(data.inbox, request.request_id)
 
 
-__all__ = ["Envelope", "ServiceBridgeSource", "ServiceReplySink", "fill_credits"]
+__all__ = ["Envelope", "ServiceBridgeSource", "ServiceReplySink", "bridge_owner", "credits_queue", "fill_credits",
+           "reply_transformation", "requests_queue", "service_pipeline"]
