@@ -24,6 +24,10 @@ class JobFailedError(RuntimeError):
         self.task_name = task_name
 
 
+class JobCancelledError(RuntimeError):
+    """A job was cancelled before a result it owed was complete (e.g. the records of `collect()`)."""
+
+
 class ServiceCallError(RuntimeError):
     """A service raised an exception whose type cannot be rebuilt in the caller.
 

@@ -18,16 +18,6 @@ JOB_TIMEOUT = 20.0
 """Seconds any test waits for a job; far above what a passing test needs."""
 
 
-class Collect(SinkFunction):
-    """Appends every record to `out` (a list shared with the test; append is atomic)."""
-
-    def __init__(self, out: list[Any]) -> None:
-        self.out = out
-
-    def execute(self, data: Any) -> None:
-        self.out.append(data)
-
-
 class CountTo(SinkFunction):
     """Appends every record to `out` and sets `reached` once `out` holds `n` records."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction, SinkFunction
 from sage.kernel.runtime.job_manager import job_manager
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 N = 2000
 
@@ -68,7 +69,7 @@ def test_each_key_is_seen_by_exactly_one_instance() -> None:
     (env.from_batch(words, parallelism=2)
         .keyby(lambda w: w)
         .map(RecordOwner, seen, parallelism=3)
-        .sink(Collect, out))
+        .sink(TestingSink, out))
     env.submit(autostop=True)
 
     owners: dict[str, set[str]] = {}
@@ -93,13 +94,13 @@ def test_broadcast_and_round_robin_strategies() -> None:
             return data
 
     env = LocalEnvironment("strategies")
-    env.from_batch(range(30)).keyby(lambda x: x, strategy="broadcast").map(Who, parallelism=3).sink(Collect, [])
+    env.from_batch(range(30)).keyby(lambda x: x, strategy="broadcast").map(Who, parallelism=3).sink(TestingSink, [])
     env.submit(autostop=True)
     assert sorted(seen) == sorted((x, f"Who_{i}") for x in range(30) for i in range(3))
 
     seen.clear()
     env = LocalEnvironment("strategies-rr")
-    env.from_batch(range(30)).keyby(lambda x: 0, strategy="round_robin").map(Who, parallelism=3).sink(Collect, [])
+    env.from_batch(range(30)).keyby(lambda x: 0, strategy="round_robin").map(Who, parallelism=3).sink(TestingSink, [])
     env.submit(autostop=True)
     per_instance = {name: sum(1 for _, n in seen if n == name) for name in ("Who_0", "Who_1", "Who_2")}
     assert per_instance == {"Who_0": 10, "Who_1": 10, "Who_2": 10}

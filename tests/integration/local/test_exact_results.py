@@ -8,8 +8,9 @@ import pytest
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 N = 3000
 
@@ -30,7 +31,7 @@ def test_every_record_arrives_once(upstream: int, downstream: int) -> None:
         .map(lambda x: x * 2, parallelism=upstream)
         .keyby(lambda x: x % 17)
         .map(Tag, parallelism=downstream)
-        .sink(Collect, out))
+        .sink(TestingSink, out))
     job = env.submit()
     assert job.wait(JOB_TIMEOUT) == "finished"
 
@@ -52,6 +53,6 @@ def test_records_keep_their_order_per_channel() -> None:
     """One source instance, one map instance, one sink: the channel delivers in order."""
     out: list[int] = []
     env = LocalEnvironment("ordered", config={"queue_maxsize": 7, "batch_size": 3})
-    env.from_batch(range(N)).map(lambda x: x + 1).sink(Collect, out)
+    env.from_batch(range(N)).map(lambda x: x + 1).sink(TestingSink, out)
     env.submit(autostop=True)
     assert out == [x + 1 for x in range(N)]

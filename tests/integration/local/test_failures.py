@@ -9,8 +9,9 @@ import pytest
 
 from sage.kernel import JobFailedError, LocalEnvironment
 from sage.kernel.api.function import BatchFunction, FlatMapFunction, MapFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect, join_task_threads
+from .support import JOB_TIMEOUT, join_task_threads
 
 
 class Boom(ValueError):
@@ -46,7 +47,7 @@ def test_wait_raises_naming_the_task_with_the_original_exception() -> None:
     env = LocalEnvironment("fails")
     counter = itertools.count()
     # An unbounded source upstream and a sink downstream: both must be cancelled.
-    env.from_source(lambda: next(counter)).map(FailOn, 7).sink(Collect, [])
+    env.from_source(lambda: next(counter)).map(FailOn, 7).sink(TestingSink, [])
     job = env.submit()
     with pytest.raises(JobFailedError) as info:
         job.wait(JOB_TIMEOUT)
@@ -61,7 +62,7 @@ def test_wait_raises_naming_the_task_with_the_original_exception() -> None:
 
 def test_submit_autostop_raises_the_same_error() -> None:
     env = LocalEnvironment("fails-autostop")
-    env.from_batch(range(100)).map(FailOn, 7, parallelism=2).sink(Collect, [])
+    env.from_batch(range(100)).map(FailOn, 7, parallelism=2).sink(TestingSink, [])
     with pytest.raises(JobFailedError) as info:
         env.submit(autostop=True)
     _assert_failed_by_boom(info.value, "FailOn_1")  # instance 1 of 2 gets the odd positions
@@ -79,7 +80,7 @@ class RaiseUnprintable(MapFunction):
 
 def test_an_exception_whose_str_raises_stays_the_cause_and_the_task_is_named() -> None:
     env = LocalEnvironment("unprintable")
-    env.from_batch([1]).map(RaiseUnprintable).sink(Collect, [])
+    env.from_batch([1]).map(RaiseUnprintable).sink(TestingSink, [])
     with pytest.raises(JobFailedError) as info:
         env.submit(autostop=True)
     assert isinstance(info.value.__cause__, Unprintable)
@@ -97,7 +98,7 @@ def test_failure_in_open_fails_the_job() -> None:
             return data
 
     env = LocalEnvironment("bad-open")
-    env.from_batch(range(10)).map(BadOpen).sink(Collect, [])
+    env.from_batch(range(10)).map(BadOpen).sink(TestingSink, [])
     with pytest.raises(JobFailedError, match="BadOpen_0") as info:
         env.submit(autostop=True)
     assert isinstance(info.value.__cause__, RuntimeError)
@@ -106,7 +107,7 @@ def test_failure_in_open_fails_the_job() -> None:
 def test_skip_counts_the_errors_and_drops_the_records() -> None:
     out: list[int] = []
     env = LocalEnvironment("skips")
-    env.from_batch(range(1000)).map(lambda x: 100 // (x % 10), on_error="skip").sink(Collect, out)
+    env.from_batch(range(1000)).map(lambda x: 100 // (x % 10), on_error="skip").sink(TestingSink, out)
     job = env.submit(autostop=True)
     assert job.status == "finished"
     assert sorted(out) == sorted(100 // (x % 10) for x in range(1000) if x % 10)
@@ -160,7 +161,7 @@ def test_skip_drops_what_a_failing_flatmap_already_collected() -> None:
     out: list[tuple[str, str]] = []
     env = LocalEnvironment("skip-collected")
     records = [("c", "bad"), ("a", "ok"), ("b", "ok"), ("d", "bad")]
-    env.from_batch(records).flatmap(SplitOrFail, on_error="skip").sink(Collect, out)
+    env.from_batch(records).flatmap(SplitOrFail, on_error="skip").sink(TestingSink, out)
     job = env.submit(autostop=True)
     assert sorted(out) == [("a", "first half"), ("a", "second half"), ("b", "first half"), ("b", "second half")]
     assert job.metrics()["SplitOrFail_0"]["errors"] == 2

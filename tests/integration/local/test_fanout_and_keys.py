@@ -13,8 +13,9 @@ import pytest
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 N = 20_000
 JOBS = 21
@@ -53,7 +54,7 @@ def test_broadcast_gives_every_instance_every_record_untouched(transport: str) -
         (env.from_batch(records(kind))
             .keyby(lambda r: 0, strategy="broadcast")
             .map(Rewrite, "b", parallelism=parallelism)
-            .sink(Collect, out))
+            .sink(TestingSink, out))
         env.submit().wait(JOB_TIMEOUT)
         per_instance: dict[str, Counter[int]] = defaultdict(Counter)
         for _, name, n in out:
@@ -72,7 +73,7 @@ def test_one_stream_read_by_three_operators_gives_each_its_own_records(transport
         env = LocalEnvironment(f"three-way-{job_number}", config={"transport": transport})
         stream = env.from_batch(records(kind))
         for tag, out in outs.items():
-            stream.map(Rewrite, tag).sink(Collect, out)
+            stream.map(Rewrite, tag).sink(TestingSink, out)
         env.submit().wait(JOB_TIMEOUT)
         for tag, out in outs.items():
             assert {t for t, _, _ in out} == {tag}
@@ -86,8 +87,8 @@ def test_a_consumer_changing_its_records_leaves_the_sources_list_alone_on_fan_ou
     second: list[Any] = []
     env = LocalEnvironment("copies")
     stream = env.from_batch(source)
-    stream.map(Rewrite, "first").sink(Collect, first)
-    stream.map(Rewrite, "second").sink(Collect, second)
+    stream.map(Rewrite, "first").sink(TestingSink, first)
+    stream.map(Rewrite, "second").sink(TestingSink, second)
     env.submit(autostop=True)
     assert len(first) == len(second) == 100
     assert sum("seen_by" in record for record in source) == 100  # one consumer had the originals
@@ -112,7 +113,7 @@ def test_keys_equal_in_python_are_counted_by_one_instance(transport: str) -> Non
               for spelling in [variants[i % len(variants)]]]
     out: list[tuple[str, Any, int]] = []
     env = LocalEnvironment("equal-keys", config={"transport": transport})
-    env.from_batch(source).keyby(lambda r: r[0]).map(RunningCount, parallelism=5).sink(Collect, out)
+    env.from_batch(source).keyby(lambda r: r[0]).map(RunningCount, parallelism=5).sink(TestingSink, out)
     env.submit(autostop=True)
     by_group: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for name, key, count in out:

@@ -9,8 +9,9 @@ import pytest
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import CoMapFunction, JoinFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 
 class Label(CoMapFunction):
@@ -27,7 +28,7 @@ def test_comap_of_two_sources_of_very_different_lengths(parallelism: int) -> Non
     env = LocalEnvironment("comap")
     short = env.from_batch([1, 2, 3])
     long = env.from_batch(range(20_000), parallelism=2)
-    short.connect(long).comap(Label, parallelism=parallelism).sink(Collect, out)
+    short.connect(long).comap(Label, parallelism=parallelism).sink(TestingSink, out)
     job = env.submit()
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert sorted(v for tag, v in out if tag == "short") == [1, 2, 3]
@@ -63,7 +64,7 @@ def test_keyed_join_emits_every_match(parallelism: int) -> None:
     env = LocalEnvironment("join")
     left = env.from_batch(users).keyby(lambda u: u["id"])
     right = env.from_batch(orders, parallelism=2).keyby(lambda o: o["user"])
-    left.connect(right).join(MatchOrders, parallelism=parallelism).sink(Collect, out)
+    left.connect(right).join(MatchOrders, parallelism=parallelism).sink(TestingSink, out)
     job = env.submit()
     assert job.wait(JOB_TIMEOUT) == "finished"
     expected = Counter((o["user"], f"user{o['user']}", o["item"]) for o in orders if o["user"] < 50)
@@ -73,6 +74,6 @@ def test_keyed_join_emits_every_match(parallelism: int) -> None:
 def test_union_map_over_connected_streams() -> None:
     out: list[int] = []
     env = LocalEnvironment("union")
-    env.from_batch(range(100)).connect(env.from_batch(range(100, 150))).map(lambda x: -x).sink(Collect, out)
+    env.from_batch(range(100)).connect(env.from_batch(range(100, 150))).map(lambda x: -x).sink(TestingSink, out)
     env.submit(autostop=True)
     assert sorted(out) == sorted(-x for x in range(150))

@@ -6,8 +6,9 @@ import threading
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.runtime.job_manager import JobListener, job_manager
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 
 def test_metrics_and_routing_can_be_read_while_tasks_are_being_registered() -> None:
@@ -32,7 +33,7 @@ def test_metrics_and_routing_can_be_read_while_tasks_are_being_registered() -> N
 
     out: list[int] = []
     env = LocalEnvironment("polled-while-starting")
-    env.from_batch(range(2000), parallelism=8).map(lambda x: x, parallelism=48).sink(Collect, out, parallelism=8)
+    env.from_batch(range(2000), parallelism=8).map(lambda x: x, parallelism=48).sink(TestingSink, out, parallelism=8)
     listener = PollFromTheStart()
     job_manager().add_listener(listener)
     try:

@@ -9,8 +9,9 @@ import pytest
 
 from sage.kernel import LocalEnvironment, StopSignal
 from sage.kernel.api.function import BatchFunction, FilterFunction, FlatMapFunction, MapFunction, SourceFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect
+from .support import JOB_TIMEOUT
 
 
 class Countdown(BatchFunction):
@@ -29,7 +30,7 @@ class Countdown(BatchFunction):
 def test_from_batch_with_a_batch_function_class_per_instance() -> None:
     out: list[int] = []
     env = LocalEnvironment("batch-class")
-    env.from_batch(Countdown, 5, parallelism=2).sink(Collect, out)
+    env.from_batch(Countdown, 5, parallelism=2).sink(TestingSink, out)
     env.submit(autostop=True)
     assert sorted(out) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # one Countdown(5) per instance
 
@@ -37,7 +38,7 @@ def test_from_batch_with_a_batch_function_class_per_instance() -> None:
 def test_from_batch_with_a_generator() -> None:
     out: list[int] = []
     env = LocalEnvironment("generator")
-    env.from_batch(x * x for x in range(1000)).sink(Collect, out)
+    env.from_batch(x * x for x in range(1000)).sink(TestingSink, out)
     env.submit(autostop=True)
     assert out == [x * x for x in range(1000)]
 
@@ -45,7 +46,7 @@ def test_from_batch_with_a_generator() -> None:
 def test_from_batch_splits_a_sequence_across_parallel_instances() -> None:
     out: list[int] = []
     env = LocalEnvironment("split")
-    env.from_batch(range(1001), parallelism=3).sink(Collect, out)
+    env.from_batch(range(1001), parallelism=3).sink(TestingSink, out)
     env.submit(autostop=True)
     assert sorted(out) == list(range(1001))
 
@@ -59,7 +60,7 @@ def test_from_source_callable_ends_with_a_stop_signal() -> None:
 
     out: list[int] = []
     env = LocalEnvironment("ticks")
-    env.from_source(ticks).sink(Collect, out)
+    env.from_source(ticks).sink(TestingSink, out)
     job = env.submit()
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert out == list(range(1, 101))
@@ -75,7 +76,7 @@ def test_from_source_class_with_constructor_arguments() -> None:
 
     out: list[str] = []
     env = LocalEnvironment("letters")
-    env.from_source(Letters, "ab", repeat=3).sink(Collect, out)
+    env.from_source(Letters, "ab", repeat=3).sink(TestingSink, out)
     env.submit(autostop=True)
     assert "".join(out) == "ababab"
 
@@ -88,8 +89,8 @@ def test_falsy_records_are_not_lost() -> None:
     mapped: list[Any] = []
     env = LocalEnvironment("falsy")
     stream = env.from_batch(FALSY)
-    stream.sink(Collect, out)
-    stream.map(lambda x: x).keyby(lambda x: 0).filter(lambda x: True).flatmap(lambda x: [x]).sink(Collect, mapped)
+    stream.sink(TestingSink, out)
+    stream.map(lambda x: x).keyby(lambda x: 0).filter(lambda x: True).flatmap(lambda x: [x]).sink(TestingSink, mapped)
     env.submit(autostop=True)
     assert out == FALSY
     assert mapped == FALSY
@@ -109,7 +110,7 @@ def test_filter_and_flatmap() -> None:
 
     out: list[int] = []
     env = LocalEnvironment("filter-flatmap")
-    env.from_batch(range(7)).filter(Even).flatmap(Repeat).sink(Collect, out)
+    env.from_batch(range(7)).filter(Even).flatmap(Repeat).sink(TestingSink, out)
     env.submit(autostop=True)
     assert out == [0, -2, 2, 2, -4, 4, 4, 4, 4, -6, 6, 6, 6, 6, 6, 6]
 
@@ -133,7 +134,7 @@ class Hooks(FlatMapFunction):
         self.collect(("count", self.name, self.count))
 
 
-class SinkHooks(Collect):
+class SinkHooks(TestingSink):
     def __init__(self, out: list[Any], log: list[tuple[str, str]]) -> None:
         super().__init__(out)
         self.log = log
@@ -169,7 +170,7 @@ def test_functions_see_their_context() -> None:
             return data
 
     env = LocalEnvironment("context")
-    env.from_batch(range(20)).map(Where, parallelism=2).sink(Collect, [])
+    env.from_batch(range(20)).map(Where, parallelism=2).sink(TestingSink, [])
     env.submit(autostop=True)
     assert set(seen) == {(f"Where_{i}", i, 2, f"sage.kernel.user.Where_{i}") for i in range(2)}
 
@@ -217,7 +218,7 @@ def test_an_idle_job_wakes_for_a_late_record() -> None:
 def test_builtin_types_work_as_plain_callables() -> None:
     out: list[str] = []
     env = LocalEnvironment("builtins")
-    env.from_batch(["1", "0", "2", "30"]).map(int).filter(bool).map(str).sink(Collect, out)
+    env.from_batch(["1", "0", "2", "30"]).map(int).filter(bool).map(str).sink(TestingSink, out)
     job = env.submit(autostop=True)
     assert out == ["1", "2", "30"]
     assert {"int_0", "bool_0", "str_0"} <= set(job.metrics())

@@ -8,8 +8,9 @@ import pytest
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import SourceFunction
+from sage.kernel.testing import TestingSink
 
-from .support import JOB_TIMEOUT, Collect, CountTo, input_queue, join_task_threads, wait_until_producer_blocked
+from .support import JOB_TIMEOUT, CountTo, input_queue, join_task_threads, wait_until_producer_blocked
 
 
 class Counting(SourceFunction):
@@ -73,7 +74,7 @@ def test_a_source_returning_none_waits_and_stop_still_drains() -> None:
 
     out: list[int] = []
     env = LocalEnvironment("idle-source")
-    env.from_source(sometimes).sink(Collect, out)
+    env.from_source(sometimes).sink(TestingSink, out)
     job = env.submit()
     assert ready.wait(JOB_TIMEOUT)
     job.stop()
@@ -116,7 +117,7 @@ def test_cancel_unblocks_a_task_waiting_for_room_downstream() -> None:
 
 def test_stop_and_cancel_after_the_end_change_nothing() -> None:
     env = LocalEnvironment("ended")
-    env.from_batch([1, 2, 3]).sink(Collect, [])
+    env.from_batch([1, 2, 3]).sink(TestingSink, [])
     job = env.submit(autostop=True)
     job.stop()
     job.cancel()

@@ -15,6 +15,7 @@ from sage.kernel.api.service import BaseService
 from sage.kernel.observability.job_view import EVIDENCE_SECONDS, find_bottleneck
 from sage.kernel.observability.rates import RateWindow, lifetime
 from sage.kernel.api.job import Job
+from sage.kernel.testing import TestingSink
 
 JOB_TIMEOUT = 20.0
 WINDOW = 1.2 * EVIDENCE_SECONDS
@@ -31,14 +32,6 @@ class HeldSink(SinkFunction):
     def execute(self, record: Any) -> None:
         self.entered.set()
         self.release.wait(JOB_TIMEOUT)
-
-
-class CountingSink(SinkFunction):
-    def __init__(self, out: list[Any]) -> None:
-        self.out = out
-
-    def execute(self, record: Any) -> None:
-        self.out.append(record)
 
 
 def assert_shares_add_up(metrics: dict[str, dict[str, Any]]) -> None:
@@ -165,7 +158,7 @@ class Opened(MapFunction):
         return x
 
 
-class OpenedSink(CountingSink):
+class OpenedSink(TestingSink):
     def __init__(self, out: list[Any], opened: threading.Event) -> None:
         super().__init__(out)
         self.opened = opened
@@ -266,7 +259,7 @@ def test_service_metrics_count_calls_per_caller_with_latency() -> None:
     out: list[Any] = []
     env = LocalEnvironment("svc-metrics")
     env.register_service("echo", Echo)
-    env.from_batch(range(50)).map(CallEcho, parallelism=2).sink(CountingSink, out)
+    env.from_batch(range(50)).map(CallEcho, parallelism=2).sink(TestingSink, out)
     job = env.submit(autostop=True)
 
     service = job.metrics()["service:echo"]
@@ -281,7 +274,7 @@ def test_prometheus_text_is_accepted_by_the_parser_and_matches_the_dict() -> Non
     out: list[Any] = []
     env = LocalEnvironment('we"ird\\name', config={"queue_maxsize": 32})
     env.register_service("echo", Echo)
-    env.from_batch(range(40)).map(CallEcho).map(lambda x: 1 // (x - 5), on_error="skip").sink(CountingSink, out)
+    env.from_batch(range(40)).map(CallEcho).map(lambda x: 1 // (x - 5), on_error="skip").sink(TestingSink, out)
     job = env.submit(autostop=True)
 
     plain = job.metrics()
@@ -298,7 +291,7 @@ def test_prometheus_text_is_accepted_by_the_parser_and_matches_the_dict() -> Non
     assert sample.labels == {"job": job.job_id, "task": "map_0", "operator": "map"}  # quotes survived
     assert sample.value == plain["map_0"]["records_in"] == 40
     errors = {s.labels["task"]: s.value for s in families["sage_task_errors"].samples}
-    assert errors["map_0"] == 1 and errors["CountingSink_0"] == 0
+    assert errors["map_0"] == 1 and errors["TestingSink_0"] == 0
     busy = {s.labels["task"]: s.value for s in families["sage_task_busy_seconds"].samples}
     assert busy["CallEcho_0"] == plain["CallEcho_0"]["busy_seconds"]  # an ended job's counters stay put
 
@@ -312,7 +305,7 @@ def test_prometheus_text_is_accepted_by_the_parser_and_matches_the_dict() -> Non
 
 def test_metrics_rejects_an_unknown_format() -> None:
     env = LocalEnvironment("fmt")
-    env.from_batch([1]).sink(CountingSink, [])
+    env.from_batch([1]).sink(TestingSink, [])
     job = env.submit(autostop=True)
     with pytest.raises(ValueError, match="prometheus"):
         job.metrics(format="json")
@@ -336,8 +329,8 @@ def test_routing_info_gives_every_group_its_strategy() -> None:
     env = LocalEnvironment("routing")
     keyed = env.from_batch(range(20)).keyby(lambda x: x % 3).map(RecordRouting, seen, parallelism=2)
     plain = env.from_batch(range(5))
-    keyed.connect(plain).map(lambda x: x, parallelism=2).sink(CountingSink, [])
-    env.from_batch(range(4)).keyby(lambda x: x, strategy="broadcast").sink(CountingSink, [], parallelism=2)
+    keyed.connect(plain).map(lambda x: x, parallelism=2).sink(TestingSink, [])
+    env.from_batch(range(4)).keyby(lambda x: x, strategy="broadcast").sink(TestingSink, [], parallelism=2)
     job = env.submit(autostop=True)
 
     info = job.routing_info()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import cloudpickle
 import pytest
-import ray
 import ray_job_support
-from ray_job_support import Collector
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +26,3 @@ def ship_test_code(request):
     cloudpickle.register_pickle_by_value(ray_job_support)
     yield
 
-
-@pytest.fixture(scope="module")
-def collector_actor(ray_cluster):
-    actor = Collector.remote()
-    yield actor
-    ray.kill(actor)
-
-
-@pytest.fixture
-def collector(collector_actor):
-    """The module's `Collector` actor, emptied for this test."""
-    ray.get(collector_actor.take.remote())
-    return collector_actor

@@ -1,8 +1,7 @@
 """Helpers for pipelines on RayEnvironment, where every task and service is an actor.
 
 Functions run in other processes, so they cannot append to a list of the test:
-sinks send their records to a `Collector` actor instead. Records are plain
-tuples of builtins, so any process can unpickle them.
+tests read records back with `stream.collect()`.
 """
 
 from __future__ import annotations
@@ -12,33 +11,12 @@ from typing import Any
 import ray
 from ray._private import state
 
-from sage.kernel.api.function import SinkFunction
 from sage.kernel.runtime.communication.queue_descriptor.ray_queue_manager import ray_namespace
 from sage.kernel.api.job import Job
 
 JOB_TIMEOUT = 60.0
 """Seconds any test waits for a job; far above what a passing test needs (actors start in ~1 s each)."""
 
-SEND_BATCH = 500
-
-
-@ray.remote(num_cpus=0)
-class Collector:
-    """Gathers the records that `ToCollector` sinks send it, in arrival order."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def add(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def take(self) -> list[Any]:
-        """Everything gathered so far; the collector starts empty again."""
-        items, self.items = self.items, []
-        return items
-
-    def count(self) -> int:
-        return len(self.items)
 
 
 @ray.remote(num_cpus=0)
@@ -55,31 +33,6 @@ class Latch:
 
     async def wait(self) -> None:
         await self.event.wait()
-
-
-class ToCollector(SinkFunction):
-    """Sends records to a `Collector`, `SEND_BATCH` at a time and the rest when its stream ends.
-
-    Each send waits for the collector's answer, so once the job has finished
-    every record is in the collector.
-    """
-
-    def __init__(self, collector: Any) -> None:
-        self.collector = collector
-        self.buffer: list[Any] = []
-
-    def execute(self, data: Any) -> None:
-        self.buffer.append(data)
-        if len(self.buffer) >= SEND_BATCH:
-            self._send()
-
-    def close(self) -> None:
-        self._send()
-
-    def _send(self) -> None:
-        if self.buffer:
-            ray.get(self.collector.add.remote(self.buffer))
-            self.buffer = []
 
 
 def finish(job: Job, timeout: float = JOB_TIMEOUT) -> str:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import ray
-from ray_job_support import ToCollector, assert_cleaned_up, finish
+from ray_job_support import assert_cleaned_up, finish
 
 from sage.kernel import RayEnvironment
 from sage.kernel.api.function import MapFunction
@@ -33,16 +33,16 @@ class KeyedCount(MapFunction):
 # Reduced from the local backend's 3x3 matrix: every actor is a process that takes about a
 # second to start here. Fan-out on Ray queues, fan-in on rpc queues, and the plain chain.
 @pytest.mark.parametrize(("transport", "upstream", "downstream"), [("ray", 1, 1), ("ray", 2, 3), ("rpc", 3, 2)])
-def test_every_record_arrives_once_and_each_key_lives_on_one_actor(collector, transport, upstream, downstream):
+def test_every_record_arrives_once_and_each_key_lives_on_one_actor(transport, upstream, downstream):
     env = RayEnvironment(f"exact-{transport}-{upstream}x{downstream}", config={"transport": transport})
-    (env.from_batch(list(range(N)), parallelism=upstream)
+    results = (env.from_batch(list(range(N)), parallelism=upstream)
         .map(lambda x: x * 2, parallelism=upstream)
         .keyby(lambda x: x % KEYS)
         .map(KeyedCount, parallelism=downstream)
-        .sink(ToCollector, collector))
+        .collect())
     job = env.submit()
     assert finish(job) == "finished"
-    out = ray.get(collector.take.remote())
+    out = list(results)
 
     assert collections.Counter(value for value, *_ in out) == collections.Counter(x * 2 for x in range(N))
     places: dict[int, set[tuple[str, int]]] = collections.defaultdict(set)
@@ -61,7 +61,7 @@ def test_every_record_arrives_once_and_each_key_lives_on_one_actor(collector, tr
 
     metrics = job.metrics()
     assert sum(m["records_out"] for m in metrics.values() if m["kind"] == "batch") == N
-    assert sum(m["records_in"] for m in metrics.values() if m["kind"] == "sink") == N
+    assert sum(m["records_in"] for m in metrics.values() if m["kind"] == "collect") == N
     assert {m["status"] for m in metrics.values()} == {"finished"}
 
 
@@ -72,15 +72,15 @@ class WithJob(MapFunction):
         return (self.ctx.job_id, *record)
 
 
-def test_two_jobs_at_once_keep_to_their_own_queues_and_leave_nothing_behind(collector):
-    jobs = {}
+def test_two_jobs_at_once_keep_to_their_own_queues_and_leave_nothing_behind():
+    jobs, results = {}, {}
     for label in ("a", "b"):
         env = RayEnvironment("twin")  # the same name and pipeline: only the job tells them apart
-        env.from_batch([(label, i) for i in range(300)]).map(WithJob).sink(ToCollector, collector)
+        results[label] = env.from_batch([(label, i) for i in range(300)]).map(WithJob).collect()
         jobs[label] = env.submit()
     assert [finish(job) for job in jobs.values()] == ["finished", "finished"]
 
-    out = ray.get(collector.take.remote())
+    out = [record for label in jobs for record in results[label]]
     for label, job in jobs.items():
         assert sorted(i for job_id, lab, i in out if job_id == job.job_id) == list(range(300))
         assert {lab for job_id, lab, _ in out if job_id == job.job_id} == {label}
@@ -98,17 +98,17 @@ class Placement(MapFunction):
         return self.name, ray.get_runtime_context().get_assigned_resources()
 
 
-def test_a_dozen_actors_start_with_no_cpu_reserved_and_resources_reach_their_actor(collector):
+def test_a_dozen_actors_start_with_no_cpu_reserved_and_resources_reach_their_actor():
     env = RayEnvironment("dozen", config={"transport": "rpc"})
     stream = env.from_batch(list(range(60)), parallelism=2)
     for _ in range(3):
         stream = stream.map(lambda x: x + 1, parallelism=3)
-    stream.map(Placement).map(Placement, resources={"num_cpus": 1}).sink(ToCollector, collector)
+    results = stream.map(Placement).map(Placement, resources={"num_cpus": 1}).collect()
     job = env.submit()
     assert finish(job) == "finished"
-    assert len(job.run._control.tasks) == 14
+    assert len(job.run._control.tasks) == 13
 
-    out = ray.get(collector.take.remote())
+    out = list(results)
     assert len(out) == 60
     # The second Placement sees what the first emitted: (name, resources) of the first, then its own.
     assert {(name, tuple(resources.items())) for name, resources in out} == {("Placement2_0", (("CPU", 1.0),))}

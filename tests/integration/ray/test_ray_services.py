@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import ray
-from ray_job_support import ToCollector, finish
+from ray_job_support import finish
 
 from sage.kernel import RayEnvironment
 from sage.kernel.api.function import MapFunction
@@ -73,15 +73,15 @@ ALL_CASES = ["sync", "method", "async", "error", "timeout", "pipeline", "pipelin
 # rpc carries every case, the service pipeline and two callers; Ray queues a small job (every
 # queue there is an actor process, and each call four actor calls).
 @pytest.mark.parametrize(("transport", "cases"), [("rpc", ALL_CASES), ("ray", ["sync", "async", "error"])])
-def test_service_calls_from_task_actors(collector, transport, cases):
+def test_service_calls_from_task_actors(transport, cases):
     env = RayEnvironment(f"services-{transport}", config={"transport": transport})
     env.register_service("calc", Calc, 100, max_concurrency=2)
     if "pipeline" in cases:
         env.from_service("double", max_in_flight=4).map(lambda x: x * 2).reply()
-    env.from_batch(cases).map(Caller, parallelism=2 if "pipeline" in cases else 1).sink(ToCollector, collector)
+    results = env.from_batch(cases).map(Caller, parallelism=2 if "pipeline" in cases else 1).collect()
     job = env.submit()
     assert finish(job) == "finished"
-    out = ray.get(collector.take.remote())
+    out = list(results)
     assert sorted(case for case, *_ in out) == sorted(cases)
 
     for case, result, error, seconds, _ in out:

@@ -26,6 +26,7 @@ from .function.callable_function import (
 )
 from ..runtime.graph.transformation import Transformation
 from ..runtime.service.pipeline_service import reply_transformation
+from .results import Results
 
 
 
@@ -34,6 +35,10 @@ class Pipeline(Protocol):
 
     def add_transformation(self, transformation: Transformation) -> Transformation:
         """Add `transformation` (made unique by name) and return it."""
+        ...
+
+    def add_results(self, results: Results) -> None:
+        """Bind `results` to the job once it is submitted."""
         ...
 
 KEYBY_STRATEGIES = ("hash", "broadcast", "round_robin")
@@ -141,6 +146,31 @@ class DataStream:
         """Consumes the records. Returns a stream with no records (for chaining nothing)."""
         return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
                           kwargs)
+
+    def collect(self, capacity: int = 10_000) -> Results:
+        """Deliver this stream's records to the process that submits the job; returns `Results`.
+
+        Works on every backend and transport: the operator's instances send
+        to one more queue, which the submitting process reads; the job
+        finishes once every record has arrived there. After
+        `env.submit(autostop=True)`, `list(results)` holds the records;
+        iterating while the job runs yields them as they arrive. `capacity`
+        (>= 1) bounds the records waiting in the driver once an iteration has
+        started (see `Results`). Raises `PipelineError` for a bad capacity.
+        """
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise PipelineError(f"collect after operator {self.transformation.basename!r}: capacity must be an int "
+                                f">= 1, got {capacity!r}")
+        if self.transformation.detached:
+            raise PipelineError(f"collect after operator {self.transformation.basename!r}: a service pipeline "
+                                f"answers with .reply(), it cannot be collected")
+        transformation = self._env.add_transformation(Transformation(
+            kind="collect", basename="collect", function_class=None, inputs=[self.transformation],
+            collect_capacity=capacity,
+        ))
+        results = Results(transformation.basename, capacity)
+        self._env.add_results(results)
+        return results
 
     def reply(self, parallelism: int = 1) -> "DataStream":
         """End a service pipeline: answer each record's caller with the record.

@@ -17,6 +17,7 @@ from .function import BatchFunction, SourceFunction
 from .function.callable_function import CallableSource
 from .function.source_function import IterableBatchFunction
 from .job import Job
+from .results import Results
 from .service import BaseService
 
 
@@ -37,12 +38,17 @@ class BaseEnvironment:
         self.transformations: list[Transformation] = []
         self.services: dict[str, ServiceSpec] = {}
         self._names: set[str] = set()
+        self._results: list[Results] = []
         self._job: Job | None = None
 
     def _check_not_submitted(self, what: str) -> None:
         if self._job is not None:
             raise PipelineError(f"{what}: environment {self.name!r} was already submitted (job {self._job.job_id}); "
                                 f"build the whole pipeline before submit()")
+
+    def add_results(self, results: Results) -> None:
+        """Remember `results` (of a `collect()`), to bind it to this environment's job at submit."""
+        self._results.append(results)
 
     def add_transformation(self, transformation: Transformation) -> Transformation:
         """Add one operator to the pipeline, numbering its name if another operator has it.
@@ -147,7 +153,7 @@ class BaseEnvironment:
             raise PipelineError(f"environment {self.name!r}: the pipeline has no operators")
         consumed = {id(t) for tr in self.transformations for t in tr.inputs}
         for t in self.transformations:
-            if t.kind != "sink" and id(t) not in consumed:
+            if t.kind not in ("sink", "collect") and id(t) not in consumed:
                 warnings.warn(f"operator {t.basename!r} ({t.kind}) has no sink downstream: its output is discarded",
                               stacklevel=3)
 
@@ -170,6 +176,8 @@ class BaseEnvironment:
             raise PipelineError(f"environment {self.name!r} was already submitted (job {self._job.job_id})")
         self.validate()
         self._job = Job(job_manager().submit(self.job_spec()))
+        for results in self._results:
+            results._bind(self._job)
         if autostop:
             self._job.wait()
         return self._job

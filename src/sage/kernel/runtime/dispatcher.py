@@ -8,9 +8,11 @@ from typing import Any
 
 from ..errors import describe_error
 from .backend import Backend, InstanceHandle
+from .collect import CollectedRecords, DriverReader
 from .config import JobConfig
 from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
+from .graph.transformation import DRIVER
 from .job import JobRun
 from .service.pipeline_service import fill_credits
 
@@ -21,11 +23,12 @@ class Dispatcher:
     """Creates service and task instances with their contexts, starts them and watches them end.
 
     Every instance reports its end once, through a callback from the backend
-    (no polling). When every task has finished, service pipelines (detached
-    tasks) are stopped and drain, then the services are stopped, and the job
-    finishes once they have exited: services never keep a bounded job alive.
-    The first failure, of a task or a service, fails the job and cancels
-    everything else.
+    (no polling). The job's bounded part is its tasks outside service
+    pipelines and the driver's readers of `collect` edges. When that part has
+    finished, service pipelines (detached tasks) are stopped and drain, then
+    the services are stopped, and the job finishes once they have exited:
+    services never keep a bounded job alive. The first failure, of a task, a
+    service or a reader, fails the job and cancels everything else.
     """
 
     def __init__(self, job: JobRun, graph: ExecutionGraph, backend: Backend, config: JobConfig) -> None:
@@ -35,11 +38,14 @@ class Dispatcher:
         self.config = config
         self.tasks: dict[str, InstanceHandle] = {}
         self.services: dict[str, InstanceHandle] = {}
-        self._running_tasks: set[str] = set()
+        self.readers: dict[str, DriverReader] = {}
+        self._running_main: set[str] = set()
         self._running_services: set[str] = set()
         self._running_detached: set[str] = set()
         self._lock = threading.Lock()
         job.bind(self)
+        for driver in graph.driver_queues.values():
+            job.results[driver.name] = CollectedRecords(driver.name, driver.capacity)
 
     # ------------------------------------------------------------------ contexts
     def task_context(self, name: str) -> TaskContext:
@@ -57,7 +63,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ start
     def submit(self) -> None:
-        """Start every service, then the service pipelines, then the other tasks; returns once all are started.
+        """Start every service, the driver's readers, the service pipelines, then the other tasks;
+        returns once all are started.
 
         Requests that tasks send before a service's `setup()` is done wait in
         its request queue. Service pipelines start before the bounded tasks so
@@ -68,20 +75,28 @@ class Dispatcher:
         for node in self.graph.services.values():
             if node.credits_qd is not None:
                 fill_credits(node.credits_qd, node.credits_qd.maxsize)
+        readers = {f"{DRIVER}:{name}": driver for name, driver in self.graph.driver_queues.items()}
         with self._lock:
             self._running_services = {name for name, node in self.graph.services.items() if not node.pipeline}
-            self._running_tasks = {name for name, node in self.graph.nodes.items() if not node.detached}
+            self._running_main = {name for name, node in self.graph.nodes.items() if not node.detached}
+            self._running_main |= set(readers)
             self._running_detached = {name for name, node in self.graph.nodes.items() if node.detached}
         for name, node in self.graph.services.items():
             if not node.pipeline and not self.job.done():
                 self._register(self.services, name,
                                self.backend.start_service(node, self.service_context(name), self._on_service_exit))
+        for name, driver in readers.items():
+            reader = DriverReader(name, driver.queue, driver.upstream_names, self.job.results[driver.name],
+                                  self._on_task_exit)
+            with self._lock:
+                self.readers[name] = reader
+            reader.start()
         ordered = sorted(self.graph.nodes.items(), key=lambda item: not item[1].detached)
         for name, node in ordered:
             if self.job.done():
                 break
             self._register(self.tasks, name, self.backend.start_task(node, self.task_context(name), self._on_task_exit))
-        if not self._running_tasks and not self._running_detached:
+        if not self._running_main and not self._running_detached:
             self._stop_services()
 
     def _register(self, handles: dict[str, InstanceHandle], name: str, handle: InstanceHandle) -> None:
@@ -92,16 +107,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:
+        """A task or a driver reader ended."""
         if error is not None:
             self._fail(name, error)
             return
         with self._lock:
-            was_main = name in self._running_tasks
-            self._running_tasks.discard(name)
+            was_main = name in self._running_main
+            self._running_main.discard(name)
             self._running_detached.discard(name)
-            tasks_done = not self._running_tasks
+            main_done = not self._running_main
             detached_done = not self._running_detached
-        if status != "finished" or not tasks_done:
+        if status != "finished" or not main_done:
             return
         if was_main and not detached_done:
             # The bounded job is done: service pipelines stop and drain; services stop after them.
@@ -120,7 +136,7 @@ class Dispatcher:
             return
         with self._lock:
             self._running_services.discard(name)
-            all_done = not (self._running_services or self._running_tasks or self._running_detached)
+            all_done = not (self._running_services or self._running_main or self._running_detached)
         if all_done:
             self.backend.shutdown()
             self.job.end("finished")
@@ -142,7 +158,7 @@ class Dispatcher:
     def _cancel_all(self) -> None:
         """Cancel every started instance and release the backend (safe to call again for late starters)."""
         with self._lock:
-            handles = list(self.tasks.values()) + list(self.services.values())
+            handles = list(self.tasks.values()) + list(self.services.values()) + list(self.readers.values())
         for handle in handles:
             handle.cancel()
         self.backend.shutdown()
@@ -166,19 +182,20 @@ class Dispatcher:
         if self.job.end("cancelled"):
             self._cancel_all()
 
-    def _handles(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-        """Snapshots of the task and service handles (instances register while the job starts)."""
+    def _handles(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """Snapshots of the task, service and reader handles (instances register while the job starts)."""
         with self._lock:
-            return list(self.tasks.items()), list(self.services.items())
+            return list(self.tasks.items()), list(self.services.items()), list(self.readers.items())
 
     def metrics(self) -> dict[str, Any]:
-        """Per task and per service instance, plain data (only instances started so far)."""
-        tasks, services = self._handles()
+        """Per task, service and driver reader, plain data (only instances started so far)."""
+        tasks, services, readers = self._handles()
         metrics = {name: handle.metrics() for name, handle in tasks}
         metrics.update({f"service:{name}": handle.metrics() for name, handle in services})
+        metrics.update({name: reader.metrics() for name, reader in readers})
         return metrics
 
     def routing_info(self) -> dict[str, Any]:
         """Per task instance started so far: its routing (see `TaskContext.get_routing_info`)."""
-        tasks, _ = self._handles()
+        tasks, _, _ = self._handles()
         return {name: handle.routing_info() for name, handle in tasks}

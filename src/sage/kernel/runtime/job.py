@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Protocol
 
-from ..errors import JobFailedError, describe_error
+from ..errors import JobCancelledError, JobFailedError, describe_error
+from .collect import CollectedRecords
 
 STATUSES = ("running", "finished", "failed", "cancelled")
 
@@ -42,6 +43,8 @@ class JobRun:
         self._lock = threading.Lock()
         self._control: JobControl | None = None
         self._callbacks: list[Callable[["JobRun"], None]] = []
+        self.results: dict[str, CollectedRecords] = {}
+        """Per `collect` edge (by its name): the records the driver receives."""
 
     def bind(self, control: JobControl) -> None:
         """Set what `stop()`, `cancel()`, `instance_metrics()` and `routing_info()` act on."""
@@ -57,6 +60,11 @@ class JobRun:
                 return False
             self.status, self.failed_task, self.error = status, failed_task, error
             callbacks, self._callbacks = self._callbacks, []
+        if status != "finished":
+            # Results still arriving will never be complete: their readers get the job's error.
+            incomplete = self._outcome_error()
+            for records in self.results.values():
+                records.fail(incomplete)
         self._done.set()
         for callback in callbacks:
             callback(self)
@@ -84,13 +92,21 @@ class JobRun:
         if not self._done.wait(timeout):
             raise TimeoutError(f"job {self.job_id} still running after {timeout} s")
         if self.status == "failed":
-            cause = self.error
-            raise JobFailedError(
-                f"job {self.job_id} failed in task {self.failed_task!r}: "
-                f"{describe_error(cause) if cause is not None else 'unknown error'}",
-                self.failed_task,
-            ) from cause
+            raise self._outcome_error()
         return self.status
+
+    def _outcome_error(self) -> BaseException:
+        """What a job that did not finish means to whoever waited for its results."""
+        if self.status == "cancelled":
+            return JobCancelledError(f"job {self.job_id} was cancelled")
+        cause = self.error
+        failure = JobFailedError(
+            f"job {self.job_id} failed in task {self.failed_task!r}: "
+            f"{describe_error(cause) if cause is not None else 'unknown error'}",
+            self.failed_task,
+        )
+        failure.__cause__ = cause
+        return failure
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:

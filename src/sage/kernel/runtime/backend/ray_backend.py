@@ -31,9 +31,11 @@ from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDes
 from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescriptor
 from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
 from ..communication.queue_descriptor.ray_queue_manager import kill_and_wait
+from ..communication.rpc import RPCQueueServer
 from ..context import ServiceContext, TaskContext
 from ..graph import ExecutionGraph, ServiceNode, TaskNode
 from ..graph.execution_graph import QueueFactory
+from ..graph.transformation import DRIVER
 from ..portable_error import PortableError
 from ..service.service_task import ServiceTask
 from ..spec import JobSpec
@@ -79,8 +81,6 @@ class _InstanceActor:
         descriptors its instance receives can reach the other actors' servers.
         """
         os.environ["SAGE_KERNEL_AUTHKEY"] = authkey.hex()
-        from ..communication.rpc import RPCQueueServer
-
         self.rpc_server = RPCQueueServer(ray.util.get_node_ip_address(), 0, authkey=authkey.hex()).start()
         for queue_id, maxsize in queues:
             self.rpc_server.attach_queue(queue_id, maxsize)
@@ -214,6 +214,7 @@ def _create_ray_queues(graph: ExecutionGraph) -> None:
     queue actor is a process of its own.
     """
     descriptors = [node.input_qd for node in graph.nodes.values() if node.input_qd is not None]
+    descriptors += [driver.queue for driver in graph.driver_queues.values()]
     descriptors += [graph.response_qds[name] for name, node in graph.nodes.items() if node.detached and node.is_source]
     for service in graph.services.values():
         descriptors += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
@@ -237,6 +238,7 @@ class RayBackend:
         self._shut_down = False
         self._killed: set[str] = set()
         self._gone = threading.Event()
+        self._driver_server: Any = None
 
     def queue_factory(self, transport: str) -> QueueFactory:
         """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces."""
@@ -285,6 +287,9 @@ class RayBackend:
         those servers, all sharing one random per-job key.
         """
         for node in graph.nodes.values():
+            reason = getattr(node.spec.function_class, "local_only_reason", None)
+            if reason:
+                raise PipelineError(f"operator {node.basename!r} cannot run on Ray: {reason}")
             _serialize(f"operator {node.name!r}", node.spec, [node.spec.function_class])
             self._actor_class(node.name, node.options)
         for name, service in graph.services.items():
@@ -303,9 +308,15 @@ class RayBackend:
         maxsizes = {qd.queue_id: qd.maxsize for qd in graph.queues()}
         for queue_id, owner in graph.queue_owners.items():
             by_owner.setdefault(owner, []).append((queue_id, maxsizes[queue_id]))
+        replacements = {}
+        driver_queues = by_owner.pop(DRIVER, [])
+        if driver_queues:
+            # The driver reads the collect() queues: it hosts them, reachable from every node.
+            self._driver_server = RPCQueueServer(ray.util.get_node_ip_address(), 0, authkey=authkey.hex()).start()
+            for queue_id, maxsize in driver_queues:
+                replacements[queue_id] = self._driver_server.create_queue(queue_id, maxsize)
         addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)
                      for owner, queues in by_owner.items()}
-        replacements = {}
         deadline = time.monotonic() + ACTOR_START_TIMEOUT
         for owner, ref in addresses.items():
             try:
@@ -355,6 +366,8 @@ class RayBackend:
         try:
             kill_and_wait(actors)
             shutdown_ray_queues(self.namespace)
+            if self._driver_server is not None:
+                self._driver_server.stop()
         except Exception as exc:
             logger.warning("cleaning up Ray job namespace %s: %r", self.namespace, exc)
         finally:

@@ -10,7 +10,7 @@ from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
 from ..service.pipeline_service import bridge_owner, credits_queue, requests_queue
 from ..spec import ServiceSpec
-from .transformation import Transformation
+from .transformation import DRIVER, Transformation
 
 QueueFactory = Callable[[str, int, str], BaseQueueDescriptor]
 """Makes the descriptor of one queue: `(queue_id, maxsize, owner) -> descriptor`, where `owner`
@@ -58,6 +58,16 @@ class TaskNode:
     @property
     def is_source(self) -> bool:
         return self.input_qd is None
+
+
+@dataclasses.dataclass
+class DriverQueue:
+    """What the driver reads for one `collect`: its queue, and who sends to it (one stop signal each)."""
+
+    name: str
+    queue: BaseQueueDescriptor
+    capacity: int
+    upstream_names: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -114,19 +124,25 @@ def routing_strategies(transformations: list[Transformation]) -> dict[int, str]:
     """How each transformation's output is routed, by `id(transformation)` (inputs listed first).
 
     A keyby routes by its strategy ("hash", "broadcast", "round_robin"). Other
-    operators keep the hash key a record came with and route everything else
-    round-robin (see the operators), so their output is "hash" when all their
-    inputs are hash-routed, "round_robin" when none is, and "mixed" (hash for
-    the records of keyed inputs) otherwise. Records a flatmap emits from
-    `close()` carry no key and always go round-robin.
+    operators keep the key a record came with (keys arrive over "hash" and
+    "mixed" edges only), so their output is "hash" when every input is
+    hash-routed, "round_robin" when no input carries keys (sources included),
+    and "mixed" (hash for the keyed records, round-robin for the others)
+    otherwise. Records a flatmap emits from `close()` carry no key and go
+    round-robin on any edge.
     """
     strategies: dict[int, str] = {}
     for t in transformations:
         if t.kind == "keyby":
             strategies[id(t)] = t.strategy or "hash"
+            continue
+        inputs = [strategies[id(i)] for i in t.inputs]
+        if inputs and all(s == "hash" for s in inputs):
+            strategies[id(t)] = "hash"
+        elif any(s in ("hash", "mixed") for s in inputs):
+            strategies[id(t)] = "mixed"
         else:
-            hashed = {strategies[id(i)] == "hash" for i in t.inputs}
-            strategies[id(t)] = "mixed" if len(hashed) > 1 else "hash" if hashed == {True} else "round_robin"
+            strategies[id(t)] = "round_robin"
     return strategies
 
 
@@ -160,10 +176,15 @@ class ExecutionGraph:
                 node.credits_qd = self._queue(f"service.{name}.credits", spec.max_in_flight, owner)
                 named_queues[credits_queue(name)] = node.credits_qd
             self.services[name] = node
+        self.driver_queues: dict[str, DriverQueue] = {}
+        """Per `collect` transformation (by name): the queue the driver reads and the instances sending to it."""
         for t in transformations:
             self.by_transformation[id(t)] = [
                 self._add_node(t, index, named_queues, queue_maxsize) for index in range(t.parallelism)
-            ]
+            ] if t.runs_tasks else []
+            if not t.runs_tasks:
+                self.driver_queues[t.basename] = DriverQueue(
+                    t.basename, self._queue(f"{t.basename}.driver", queue_maxsize, DRIVER), t.collect_capacity)
         strategies = routing_strategies(transformations)
         for t in transformations:
             self._connect(t, strategies)
@@ -195,6 +216,9 @@ class ExecutionGraph:
         return node
 
     def _connect(self, t: Transformation, strategies: dict[int, str]) -> None:
+        if not t.runs_tasks:
+            self._connect_driver(t, strategies)
+            return
         targets = self.by_transformation[id(t)]
         for input_index, upstream in enumerate(t.inputs):
             for source in self.by_transformation[id(upstream)]:
@@ -209,6 +233,15 @@ class ExecutionGraph:
                     if source.name not in target.upstream_names:
                         target.upstream_names.append(source.name)
 
+    def _connect_driver(self, t: Transformation, strategies: dict[int, str]) -> None:
+        driver = self.driver_queues[t.basename]
+        for upstream in t.inputs:
+            for source in self.by_transformation[id(upstream)]:
+                group = len(source.downstream_groups)
+                source.group_strategies[group] = strategies[id(upstream)]
+                source.downstream_groups[group] = {0: Connection(group, 0, f"{DRIVER}:{t.basename}", driver.queue)}
+                driver.upstream_names.append(source.name)
+
     def service_qds(self) -> dict[str, BaseQueueDescriptor]:
         """Request queue descriptor of every service, by service name."""
         return {name: node.request_qd for name, node in self.services.items()}
@@ -218,6 +251,7 @@ class ExecutionGraph:
         found = [node.input_qd for node in self.nodes.values() if node.input_qd is not None]
         for service in self.services.values():
             found += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
+        found += [driver.queue for driver in self.driver_queues.values()]
         return found + list(self.response_qds.values())
 
     def replace_queues(self, replacements: dict[str, BaseQueueDescriptor]) -> None:
@@ -244,6 +278,8 @@ class ExecutionGraph:
             if service.credits_qd is not None:
                 service.credits_qd = swap(service.credits_qd)
         self.response_qds = {owner: swap(qd) for owner, qd in self.response_qds.items()}
+        for driver in self.driver_queues.values():
+            driver.queue = swap(driver.queue)
 
     def service_methods(self) -> dict[str, frozenset[str]]:
         """Callable method names of every service, by service name."""

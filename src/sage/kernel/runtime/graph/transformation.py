@@ -7,7 +7,9 @@ from typing import Any
 
 from ...errors import PipelineError
 
-KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join")
+KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect")
+DRIVER = "driver"
+"""The owner of the queues the submitting process reads (`collect`)."""
 ON_ERROR = ("fail", "skip")
 
 
@@ -24,11 +26,14 @@ class Transformation:
     its service): its tasks do not count toward a bounded job's completion
     and are stopped when the job ends. `enveloped` marks a user function in a
     service pipeline (its records are envelopes the operator unwraps for it).
+    A "collect" transformation runs no task: its input's instances send to a
+    queue the driver reads, keeping at most `collect_capacity` unread records
+    once someone iterates (see `runtime.collect`).
     """
 
     kind: str
     basename: str
-    function_class: type
+    function_class: type | None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     parallelism: int = 1
@@ -42,6 +47,7 @@ class Transformation:
     detached: bool = False
     service_name: str | None = None
     enveloped: bool = False
+    collect_capacity: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -56,6 +62,11 @@ class Transformation:
     @property
     def is_source(self) -> bool:
         return self.kind in ("source", "batch")
+
+    @property
+    def runs_tasks(self) -> bool:
+        """False for a "collect", which the driver reads without a task."""
+        return self.kind != "collect"
 
     def __repr__(self) -> str:
         return f"Transformation({self.kind}:{self.basename} x{self.parallelism})"
