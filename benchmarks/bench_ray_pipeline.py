@@ -33,13 +33,13 @@ from typing import Any
 # Ray reads this when imported: bind the local Ray to 127.0.0.1 only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-import ray  # noqa: E402
-from bench_ray_queue import RAW_BATCH, Consumer, Producer, _rate, _round_trip_us  # noqa: E402
-from bench_service import Echo, TimedCaller  # noqa: E402
-from ray.util.queue import Queue as RawQueue  # noqa: E402
+import ray
+from ray.util.queue import Queue as RawQueue
 
-from sage.kernel import RayEnvironment  # noqa: E402
-from sage.kernel.api.function import BatchFunction, SinkFunction  # noqa: E402
+from bench_ray_queue import RAW_BATCH, Consumer, Producer, _rate, _round_trip_us
+from bench_service import Echo, TimedCaller
+from sage.kernel import RayEnvironment
+from sage.kernel.api.function import BatchFunction, SinkFunction
 
 JOB_TIMEOUT = 600.0
 

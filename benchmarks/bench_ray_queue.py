@@ -29,17 +29,18 @@ import os
 import queue
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Ray reads this when imported: bind the local Ray to 127.0.0.1 only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-import ray  # noqa: E402
-from ray.util.queue import Queue as RawQueue  # noqa: E402
+import ray
+from ray.util.queue import Queue as RawQueue
 
-from sage.kernel.runtime.communication import Packet, StopSignal  # noqa: E402
-from sage.kernel.runtime.communication.queue_descriptor import RayQueueDescriptor  # noqa: E402
-from sage.kernel.runtime.communication.queue_descriptor.ray_queue_descriptor import (  # noqa: E402
+from sage.kernel.runtime.communication import Packet, StopSignal
+from sage.kernel.runtime.communication.queue_descriptor import RayQueueDescriptor
+from sage.kernel.runtime.communication.queue_descriptor.ray_queue_descriptor import (
     shutdown_ray_queues,
 )
 
@@ -143,14 +144,15 @@ def run(args: argparse.Namespace) -> tuple[dict[str, float], float]:
                 descriptor.qsize()  # create the queue actor before the clock starts
                 rate = _rate(
                     args.n,
-                    lambda: producer.via_descriptor.remote(descriptor, batch),
-                    lambda: consumer.via_descriptor.remote(descriptor),
+                    lambda d=descriptor, b=batch: producer.via_descriptor.remote(d, b),
+                    lambda d=descriptor: consumer.via_descriptor.remote(d),
                 )
                 record(f"descriptor batch {batch}", rate)
                 descriptor.close()
 
             raw = RawQueue()
-            rate = _rate(args.n, lambda: producer.raw_batch.remote(raw), lambda: consumer.raw_batch.remote(raw, args.n))
+            rate = _rate(args.n, lambda q=raw: producer.raw_batch.remote(q),
+                         lambda q=raw: consumer.raw_batch.remote(q, args.n))
             record(f"raw batch {RAW_BATCH}", rate)
             raw.shutdown(force=True)
 
@@ -158,8 +160,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, float], float]:
             ray.get(producer.prepare.remote(args.n_single))
             rate = _rate(
                 args.n_single,
-                lambda: producer.raw_single.remote(raw),
-                lambda: consumer.raw_single.remote(raw, args.n_single),
+                lambda q=raw: producer.raw_single.remote(q),
+                lambda q=raw: consumer.raw_single.remote(q, args.n_single),
             )
             record("raw single", rate)
             raw.shutdown(force=True)

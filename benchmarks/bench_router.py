@@ -26,9 +26,9 @@ import argparse
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from sage.kernel.runtime.communication import Batch, BaseRouter, Connection, Packet, PythonQueueDescriptor, StopSignal
+from sage.kernel.runtime.communication import BaseRouter, Batch, Connection, Packet, PythonQueueDescriptor, StopSignal
 
 _END = object()
 GET_MANY = 64

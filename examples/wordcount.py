@@ -31,7 +31,11 @@ class RunningCount(MapFunction):
 
 
 def main() -> None:
-    lines = open(sys.argv[1], encoding="utf-8").read().splitlines() if len(sys.argv) > 1 else TEXT.splitlines()
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], encoding="utf-8") as text:
+            lines = text.read().splitlines()
+    else:
+        lines = TEXT.splitlines()
     counts: dict[str, int] = {}
 
     env = LocalEnvironment("wordcount")

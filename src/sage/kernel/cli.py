@@ -359,8 +359,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _script_command(commands: Any, name: str, summary: str, description: str, epilog: str) -> argparse.ArgumentParser:
     """A subcommand that runs a user script; its epilog is printed as written."""
-    return commands.add_parser(name, help=summary, description=textwrap.fill(description, 79), epilog=epilog,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=textwrap.fill(description, 79), epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
 
 
 def _add_script_arguments(parser: argparse.ArgumentParser) -> None:

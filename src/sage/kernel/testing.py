@@ -19,7 +19,8 @@ refused at submit. `stream.collect()` gets records back on every backend.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .api.function import SinkFunction, SourceFunction
 from .runtime.communication.router.packet import StopSignal

@@ -22,7 +22,7 @@ def sage_kernel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     script = Path(sys.executable).with_name("sage-kernel")
     command = str(script) if script.exists() else shutil.which("sage-kernel")
     assert command, "the sage-kernel console script is not installed (pip install -e .)"
-    return subprocess.run([command, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run([command, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
 
 
 def write_script(tmp_path: Path, body: str, name: str = "pipeline.py") -> Path:

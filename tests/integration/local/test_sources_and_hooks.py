@@ -154,7 +154,7 @@ def test_open_and_close_run_once_per_instance_and_close_emits_before_the_stop_si
     env.submit(autostop=True)
 
     instances = ["Hooks_0", "Hooks_1", "Hooks_2"]
-    assert sorted(log) == sorted([(hook, name) for name in instances + ["SinkHooks_0"] for hook in ("open", "close")])
+    assert sorted(log) == sorted([(hook, name) for name in [*instances, "SinkHooks_0"] for hook in ("open", "close")])
     # What close() collected reached the sink: the sink closed after every flatmap instance had closed.
     counts = {name: count for _, name, count in out}
     assert set(counts) == set(instances) and sum(counts.values()) == 100

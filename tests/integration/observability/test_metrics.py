@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sage.kernel import LocalEnvironment, StopSignal
 from sage.kernel.api.function import MapFunction, SinkFunction, SourceFunction
+from sage.kernel.api.job import Job
 from sage.kernel.api.service import BaseService
 from sage.kernel.observability.job_view import EVIDENCE_SECONDS, find_bottleneck
 from sage.kernel.observability.rates import RateWindow, lifetime
-from sage.kernel.api.job import Job
 from sage.kernel.testing import TestingSink
 
 JOB_TIMEOUT = 20.0

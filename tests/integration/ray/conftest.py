@@ -24,5 +24,5 @@ def ship_test_code(request):
     """Let actors rebuild what the test module and the helpers define (functions, classes, lambdas)."""
     cloudpickle.register_pickle_by_value(request.module)
     cloudpickle.register_pickle_by_value(ray_job_support)
-    yield
+    return
 

@@ -6,13 +6,11 @@ tests read records back with `stream.collect()`.
 
 from __future__ import annotations
 
-from typing import Any
-
 import ray
 from ray._private import state
 
-from sage.kernel.runtime.communication.queue_descriptor.ray_queue_manager import ray_namespace
 from sage.kernel.api.job import Job
+from sage.kernel.runtime.communication.queue_descriptor.ray_queue_manager import ray_namespace
 
 JOB_TIMEOUT = 60.0
 """Seconds any test waits for a job; far above what a passing test needs (actors start in ~1 s each)."""

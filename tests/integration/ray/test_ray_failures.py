@@ -111,7 +111,7 @@ def test_resource_options_ray_rejects_fail_at_submit_naming_the_operator():
     env = RayEnvironment("bad-resources")
     env.from_batch([1]).map(lambda x: x, resources={"num_cpu": 1}).sink(lambda x: None)
     jobs, alive = job_manager().running_jobs(), alive_actor_ids()
-    with pytest.raises(PipelineError, match="operator map_0: bad Ray resources .*num_cpu"):
+    with pytest.raises(PipelineError, match=r"operator map_0: bad Ray resources .*num_cpu"):
         env.submit()
     assert job_manager().running_jobs() == jobs
     assert alive_actor_ids() == alive

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import pytest
-import ray
 from ray_job_support import finish
 
 from sage.kernel import RayEnvironment

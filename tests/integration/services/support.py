@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import MapFunction
@@ -83,7 +84,7 @@ class Gauge:
         self.peak = 0
         self.entered = threading.Event()
 
-    def __enter__(self) -> "Gauge":
+    def __enter__(self) -> Gauge:
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)

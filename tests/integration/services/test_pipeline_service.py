@@ -8,7 +8,7 @@ from typing import Any
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import FlatMapFunction, MapFunction
 
-from .support import AT_ONCE, JOB_TIMEOUT, Gauge, finish, run_probe, run_probes
+from .support import AT_ONCE, JOB_TIMEOUT, Gauge, run_probe, run_probes
 
 
 def square(x: int) -> tuple[int, int]:

@@ -161,7 +161,7 @@ class BrokenInit(BaseService):
         raise OSError("model file missing")
 
 
-@pytest.mark.parametrize("service_class, message", [(BrokenSetup, "index file missing"),
+@pytest.mark.parametrize(("service_class", "message"), [(BrokenSetup, "index file missing"),
                                                      (BrokenInit, "model file missing")])
 def test_a_failing_setup_or_init_fails_the_job_naming_the_service(service_class, message) -> None:
     env = LocalEnvironment("broken-setup")

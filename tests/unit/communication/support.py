@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from sage.kernel.runtime.communication import Batch, BaseRouter, Connection, Packet, PythonQueueDescriptor
+from sage.kernel.runtime.communication import BaseRouter, Batch, Connection, Packet, PythonQueueDescriptor
 
 KEYS: list[Any] = [f"user-{i}" for i in range(64)] + [0, "", False, None, 7, -3, 2.5, b"raw", ("a", 1), (("n",), None),
                                                      -0.0, 1.0, True, float("nan"), float("inf")]
@@ -43,7 +43,7 @@ def wait_until_parked(condition: threading.Condition, count: int = 1, timeout: f
     deadline = time.monotonic() + timeout
     while True:
         with condition:
-            if len(condition._waiters) >= count:  # noqa: SLF001 (see docstring)
+            if len(condition._waiters) >= count:
                 return
         if time.monotonic() > deadline:
             raise AssertionError(f"{count} thread(s) never blocked on {condition!r}")

@@ -77,7 +77,8 @@ def test_two_producers_into_one_small_queue_keep_order_per_channel(make_queue):
     )
     received = records(received)
     for name in ("a", "b"):
-        channel = [item for item in received if (item.source if isinstance(item, StopSignal) else item.payload[0]) == name]
+        channel = [item for item in received
+                   if (item.source if isinstance(item, StopSignal) else item.payload[0]) == name]
         assert [pk.payload[1] for pk in channel[:-1]] == list(range(N))
         assert isinstance(channel[-1], StopSignal)
     assert isinstance(received[-1], StopSignal) and shared.empty()

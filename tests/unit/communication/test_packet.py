@@ -11,7 +11,8 @@ from sage.kernel.runtime.communication import Packet, StopSignal
 
 def test_packet_defaults_and_timestamp():
     packet = Packet({"v": 1})
-    assert (packet.payload, packet.input_index, packet.partition_key, packet.partition_strategy) == ({"v": 1}, 0, None, None)
+    fields = (packet.payload, packet.input_index, packet.partition_key, packet.partition_strategy)
+    assert fields == ({"v": 1}, 0, None, None)
     assert packet.timestamp > 0
     assert Packet(1, timestamp=12.5).timestamp == 12.5
 
@@ -30,7 +31,8 @@ def test_inherit_partition_info_keeps_routing_and_swaps_payload():
     parent = Packet("in", input_index=2, partition_key="user-1", partition_strategy="hash")
     child = parent.inherit_partition_info("out")
     assert child is not parent
-    assert (child.payload, child.input_index, child.partition_key, child.partition_strategy) == ("out", 2, "user-1", "hash")
+    fields = (child.payload, child.input_index, child.partition_key, child.partition_strategy)
+    assert fields == ("out", 2, "user-1", "hash")
     assert parent.payload == "in"
 
 

@@ -25,7 +25,7 @@ def test_ids_are_generated_unique_and_kept_when_given(make_queue):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"maxsize": -1}, "maxsize"),
         ({"maxsize": True}, "maxsize"),
@@ -190,7 +190,7 @@ def test_round_trips_reach_the_same_queue(make_queue, touch_first):
     via_dict.put("from dict")
     via_json.put("from json")
     expected = ["before"] if touch_first else []
-    assert drain(original) == expected + ["from dict", "from json"]
+    assert drain(original) == [*expected, "from dict", "from json"]
     assert via_dict.queue_instance is original.queue_instance is via_json.queue_instance
 
 

@@ -24,12 +24,13 @@ def test_optional_fields_take_their_defaults():
 
 
 @pytest.mark.parametrize(
-    "data, message",
+    ("data", "message"),
     [
         ({"queue_id": "q"}, "missing 'queue_type'"),
         ({"queue_type": "python"}, "missing 'queue_id'"),
         ({}, "missing 'queue_type', 'queue_id'"),
-        ({"queue_type": "carrier_pigeon", "queue_id": "q"}, "unknown queue_type 'carrier_pigeon'; known types: .*python"),
+        ({"queue_type": "carrier_pigeon", "queue_id": "q"},
+         "unknown queue_type 'carrier_pigeon'; known types: .*python"),
         ({"queue_type": ["python"], "queue_id": "q"}, "queue_type must be a string, got list"),
         ({"queue_type": "python", "queue_id": "q", "colour": "red"}, "does not fit PythonQueueDescriptor.*'colour'"),
         ({"queue_type": "python", "queue_id": "q", "maxsize": "10"}, "maxsize must be an int"),
@@ -89,5 +90,5 @@ def test_a_lazily_registered_type_is_imported_on_first_resolve(lazy_registries, 
 
 def test_a_lazy_module_that_does_not_define_its_type_is_an_unknown_type(lazy_registries):
     register_descriptor_type("phantom", "json")
-    with pytest.raises(ValueError, match="unknown queue_type 'phantom'; known types: .*phantom"):
+    with pytest.raises(ValueError, match=r"unknown queue_type 'phantom'; known types: .*phantom"):
         resolve_descriptor({"queue_type": "phantom", "queue_id": "q"})

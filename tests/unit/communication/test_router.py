@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from sage.kernel.runtime.communication import (
-    Batch,
     BaseRouter,
+    Batch,
     Connection,
     Packet,
     PythonQueueDescriptor,
@@ -191,7 +191,7 @@ class RewritingQueue(PythonQueueDescriptor):
                     item.payloads[i] = ("rewritten", payload)
 
 
-@pytest.mark.parametrize("strategies, sizes", [
+@pytest.mark.parametrize(("strategies", "sizes"), [
     ({0: "broadcast"}, {0: 3}),
     ({0: "broadcast", 1: "broadcast"}, {0: 2, 1: 2}),
     ({0: "round_robin", 1: "hash", 2: "round_robin"}, {0: 1, 1: 2, 2: 3}),
@@ -208,7 +208,7 @@ def test_every_delivery_is_its_own_whatever_another_consumer_does(make_queue, st
         router = BaseRouter(groups, strategies, batch_size=1)
         for i in range(30):
             router.send(Packet({"n": i}, partition_key=i, partition_strategy="hash"))
-        for place, q in queues.items():
+        for _place, q in queues.items():
             for pk in drain(q):
                 kind, record = pk.payload
                 assert kind == "rewritten"
@@ -245,7 +245,7 @@ def test_a_record_that_cannot_be_copied_is_named(make_groups):
 
     groups = make_groups({0: 2})
     router = BaseRouter(groups, {0: "broadcast"}, batch_size=1)
-    with pytest.raises(TypeError, match="lock.*copy_on_fanout=False"):
+    with pytest.raises(TypeError, match=r"lock.*copy_on_fanout=False"):
         router.send_batch([threading.Lock()])
     assert all(q.empty() for q in queues_of(groups).values())
 
@@ -261,7 +261,8 @@ def test_a_single_delivery_is_never_copied(make_groups):
 
 # ---------------------------------------------------------------------- errors
 def test_unknown_strategy_is_refused_when_the_router_is_built(make_groups):
-    with pytest.raises(ValueError, match="unknown routing strategy 'shuffle'; expected one of round_robin, hash, mixed, broadcast"):
+    expected = "unknown routing strategy 'shuffle'; expected one of round_robin, hash, mixed, broadcast"
+    with pytest.raises(ValueError, match=expected):
         BaseRouter(make_groups({0: 2}), {0: "shuffle"})
 
 
@@ -273,7 +274,7 @@ def test_unsupported_key_type_raises_type_error_and_delivers_nothing(make_groups
     assert all(q.empty() for q in queues_of(groups).values())
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(("kwargs", "message"), [
     ({"batch_size": 0}, "batch_size"), ({"buffer_timeout": -1}, "buffer_timeout"),
     ({"buffer_timeout": math.nan}, "buffer_timeout"), ({"buffer_timeout": math.inf}, "buffer_timeout"),
 ])
@@ -415,7 +416,8 @@ def test_connection_pickles_with_a_lazy_descriptor(make_queue):
     descriptor.put("queued")
     connection = Connection(1, 2, "join_2", descriptor, target_input_index=1)
     restored = pickle.loads(pickle.dumps(connection))
-    assert (restored.broadcast_index, restored.parallel_index, restored.target_name, restored.target_input_index) == (1, 2, "join_2", 1)
+    fields = (restored.broadcast_index, restored.parallel_index, restored.target_name, restored.target_input_index)
+    assert fields == (1, 2, "join_2", 1)
     assert restored.queue_descriptor == descriptor and not restored.queue_descriptor.is_initialized()
     assert restored.queue_descriptor.get(timeout=1) == "queued"
     assert repr(restored) == f"Connection('join_2', group=1, index=2, input=1, queue={descriptor.queue_id!r})"

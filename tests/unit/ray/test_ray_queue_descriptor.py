@@ -154,9 +154,9 @@ def test_full_and_empty_at_their_timeouts(namespace):
         descriptor.put(2, timeout=0.2)
     with pytest.raises(queue.Full):
         descriptor.put_nowait(2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'timeout' must be a non-negative number"):
         descriptor.get(timeout=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_items must be >= 1"):
         descriptor.get_many(0)
     assert descriptor.get_many(10, timeout=0) == [1]
 

@@ -29,11 +29,12 @@ def env() -> LocalEnvironment:
 
 @pytest.mark.parametrize("parallelism", [0, -1, 1.5, True, "2"])
 def test_parallelism_must_be_a_positive_int(parallelism) -> None:
-    with pytest.raises(PipelineError, match=r"operator 'double'.*parallelism"):
-        def double(x):
-            return 2 * x
+    def double(x):
+        return 2 * x
 
-        env().from_batch([1]).map(double, parallelism=parallelism)
+    stream = env().from_batch([1])
+    with pytest.raises(PipelineError, match=r"operator 'double'.*parallelism"):
+        stream.map(double, parallelism=parallelism)
 
 
 def test_source_parallelism_is_checked_too() -> None:
@@ -83,14 +84,15 @@ def test_nothing_can_be_added_after_submit() -> None:
     e.submit(autostop=True)
     for build in (lambda: e.register_service("late", Echo), lambda: stream.map(lambda x: x),
                   lambda: e.from_batch([2]), lambda: e.from_service("late-pipeline")):
-        with pytest.raises(PipelineError, match="already submitted.*build the whole pipeline before submit"):
+        with pytest.raises(PipelineError, match=r"already submitted.*build the whole pipeline before submit"):
             build()
 
 
 def test_comap_class_without_a_method_per_input() -> None:
     e = env()
     a, b, c = e.from_batch([1]), e.from_batch([2]), e.from_batch([3])
-    with pytest.raises(PipelineError, match=r"comap operator OnlyMap0: 2 inputs need methods map0\.\.map1; missing map1"):
+    with pytest.raises(PipelineError,
+                       match=r"comap operator OnlyMap0: 2 inputs need methods map0\.\.map1; missing map1"):
         a.connect(b).comap(OnlyMap0)
     with pytest.raises(PipelineError, match="missing map1, map2"):
         a.connect(b).connect(c).comap(OnlyMap0)
@@ -109,9 +111,10 @@ def test_join_needs_exactly_two_keyed_inputs() -> None:
         keyed[0].connect(keyed[1]).connect(keyed[2]).join(Pair)
     with pytest.raises(PipelineError, match=r"join operator Pair: input\(s\) \[1\] are not keyed"):
         keyed[0].connect(e.from_batch([9])).join(Pair)
+    broadcast = e.from_batch([1]).keyby(lambda x: x, strategy="broadcast")
+    unkeyed = broadcast.connect(e.from_batch([2]).map(lambda x: x))
     with pytest.raises(PipelineError, match=r"input\(s\) \[0, 1\] are not keyed"):
-        broadcast = e.from_batch([1]).keyby(lambda x: x, strategy="broadcast")
-        broadcast.connect(e.from_batch([2]).map(lambda x: x)).join(Pair)
+        unkeyed.join(Pair)
 
 
 def test_keyed_stays_keyed_through_map_filter_and_flatmap() -> None:
@@ -127,7 +130,7 @@ def test_unknown_keyby_strategy() -> None:
 
 
 def test_unknown_config_key_and_bad_values() -> None:
-    with pytest.raises(PipelineError, match="unknown config key.*queue_size"):
+    with pytest.raises(PipelineError, match=r"unknown config key.*queue_size"):
         LocalEnvironment("cfg", config={"queue_size": 2})
     with pytest.raises(PipelineError, match="queue_maxsize must be an int >= 1"):
         LocalEnvironment("cfg", config={"queue_maxsize": 0})

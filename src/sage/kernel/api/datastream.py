@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..errors import PipelineError
+from ..runtime.graph.transformation import Transformation
+from ..runtime.service.pipeline_service import reply_transformation
 from .function import (
     BaseFunction,
     CoMapFunction,
@@ -24,10 +27,7 @@ from .function.callable_function import (
     CallableSink,
     callable_display_name,
 )
-from ..runtime.graph.transformation import Transformation
-from ..runtime.service.pipeline_service import reply_transformation
 from .results import Results
-
 
 
 class Pipeline(Protocol):
@@ -67,7 +67,7 @@ def resolve_function(
 
 def add_operator(env: Pipeline, inputs: list[Transformation], kind: str, function: Any,
                  args: tuple[Any, ...], base: type, wrapper: type | None, parallelism: int, on_error: str,
-                 resources: dict[str, Any] | None, kwargs: dict[str, Any], **extra: Any) -> "DataStream":
+                 resources: dict[str, Any] | None, kwargs: dict[str, Any], **extra: Any) -> DataStream:
     """Add one operator fed by `inputs` to `env`'s pipeline and return its output stream."""
     cls, ctor_args, name = resolve_function(kind, function, args, base, wrapper)
     if wrapper is not None and cls is wrapper and kwargs:
@@ -101,30 +101,30 @@ class DataStream:
         self._env = env
         self.transformation = transformation
 
-    def _then(self, *spec: Any, **extra: Any) -> "DataStream":
+    def _then(self, *spec: Any, **extra: Any) -> DataStream:
         return add_operator(self._env, [self.transformation], *spec, **extra)
 
     def map(self, function: type[MapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
-            on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+            on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
         """One output record per input record. Keeps the input's partition key."""
         return self._then("map", function, args, MapFunction, CallableMap, parallelism, on_error, resources,
                           kwargs, keyed=self.transformation.keyed)
 
     def filter(self, function: type[FilterFunction] | Callable[[Any], bool], *args: Any, parallelism: int = 1,
-               on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+               on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
         """Keeps the records for which the function returns a true value."""
         return self._then("filter", function, args, FilterFunction, CallableFilter, parallelism, on_error,
                           resources, kwargs, keyed=self.transformation.keyed)
 
     def flatmap(self, function: type[FlatMapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
-                on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+                on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
         """Zero or more output records per input (returned iterable and/or `self.collect`)."""
         return self._then("flatmap", function, args, FlatMapFunction, CallableFlatMap, parallelism, on_error,
                           resources, kwargs, keyed=self.transformation.keyed)
 
     def keyby(self, function: type[KeyByFunction] | Callable[[Any], Any], *args: Any, strategy: str = "hash",
               parallelism: int | None = None, on_error: str = "fail", resources: dict[str, Any] | None = None,
-              **kwargs: Any) -> "DataStream":
+              **kwargs: Any) -> DataStream:
         """Sets each record's partition key; downstream routing follows `strategy`.
 
         "hash" (default) sends every record of a key to the same downstream
@@ -142,7 +142,7 @@ class DataStream:
                           strategy=strategy, keyed=strategy == "hash")
 
     def sink(self, function: type[SinkFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
-             on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> "DataStream":
+             on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
         """Consumes the records. Returns a stream with no records (for chaining nothing)."""
         return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
                           kwargs)
@@ -172,7 +172,7 @@ class DataStream:
         self._env.add_results(results)
         return results
 
-    def reply(self, parallelism: int = 1) -> "DataStream":
+    def reply(self, parallelism: int = 1) -> DataStream:
         """End a service pipeline: answer each record's caller with the record.
 
         Only on streams that start at `env.from_service(...)`; raises
@@ -181,13 +181,14 @@ class DataStream:
         out is never answered: its caller times out, and its in-flight slot
         is freed when the caller's deadline passes.
         """
-        return DataStream(self._env, self._env.add_transformation(reply_transformation(self.transformation, parallelism)))
+        reply = reply_transformation(self.transformation, parallelism)
+        return DataStream(self._env, self._env.add_transformation(reply))
 
-    def print(self, prefix: str = "", parallelism: int = 1) -> "DataStream":
+    def print(self, prefix: str = "", parallelism: int = 1) -> DataStream:
         """A sink that prints every record, optionally after `prefix`."""
         return self.sink(PrintSink, prefix, parallelism=parallelism)
 
-    def connect(self, other: "DataStream | ConnectedStreams") -> "ConnectedStreams":
+    def connect(self, other: DataStream | ConnectedStreams) -> ConnectedStreams:
         """Combine with another stream: input 0 is this stream, input 1 the other (and so on)."""
         return ConnectedStreams(self._env, [self.transformation]).connect(other)
 
@@ -199,7 +200,7 @@ class ConnectedStreams:
         self._env = env
         self.transformations = transformations
 
-    def connect(self, other: "DataStream | ConnectedStreams") -> "ConnectedStreams":
+    def connect(self, other: DataStream | ConnectedStreams) -> ConnectedStreams:
         """Append another stream (or connected streams) as the next input(s)."""
         if other._env is not self._env:
             raise PipelineError("connect: both streams must belong to the same environment")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import PipelineError
 from ..runtime.config import JobConfig
@@ -79,7 +79,8 @@ class BaseEnvironment:
             size = None
         else:
             if isinstance(source, (str, bytes, dict)) or not isinstance(source, Iterable):
-                raise PipelineError(f"from_batch: expected a list, an iterable or a BatchFunction class, got {source!r}")
+                raise PipelineError(
+                    f"from_batch: expected a list, an iterable or a BatchFunction class, got {source!r}")
             if args or kwargs:
                 raise PipelineError("from_batch: extra arguments given with an iterable source")
             if parallelism != 1 and not isinstance(source, Sequence):

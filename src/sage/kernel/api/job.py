@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..observability.prometheus import to_prometheus
 from ..observability.rates import RateWindow
@@ -58,7 +59,7 @@ class Job:
         """
         return self.run.wait(timeout)
 
-    def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
+    def add_done_callback(self, callback: Callable[[Job], None]) -> None:
         """Call `callback(job)` once the job has ended (at once if it already has)."""
         self.run.add_done_callback(lambda _run: callback(self))
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from .environment import BaseEnvironment
 
-
 RAY_QUEUE_DEFAULTS: dict[str, Any] = {"batch_size": 4096, "buffer_timeout": 0.05, "queue_maxsize": 16384}
 """Config defaults for the "ray" transport, where every batch put or get is an actor call costing
 about a millisecond of CPU on each side: batches up to 4096 packets, held up to 50 ms while their

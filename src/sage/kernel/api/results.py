@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime.collect import CollectedRecords
@@ -32,12 +33,12 @@ class Results:
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
-        self._job: "Job | None" = None
+        self._job: Job | None = None
 
-    def _bind(self, job: "Job") -> None:
+    def _bind(self, job: Job) -> None:
         self._job = job
 
-    def _records(self) -> "CollectedRecords":
+    def _records(self) -> CollectedRecords:
         if self._job is None:
             raise RuntimeError(f"{self.name}: submit the environment first; the records come from its job")
         return self._job.run.results[self.name]

@@ -37,9 +37,11 @@ class RuntimeAccess:
         return self.ctx.call_service(service_name, *args, method=method, timeout=timeout, **kwargs)
 
     def call_service_async(self, service_name: str, *args: Any, method: str = "process",
-                           timeout: float | None = None, **kwargs: Any) -> Future:
+                           timeout: float | None = None, **kwargs: Any) -> Future[Any]:
         """Call a service without waiting; returns a `concurrent.futures.Future`.
 
         The future fails with `TimeoutError` once `timeout` passes without an answer.
         """
-        return self.ctx.call_service_async(service_name, *args, method=method, timeout=timeout, **kwargs)
+        future: Future[Any] = self.ctx.call_service_async(service_name, *args, method=method, timeout=timeout,
+                                                          **kwargs)
+        return future

@@ -18,31 +18,10 @@ from pathlib import Path
 SEED = 27
 TARGET_BYTES = 400_000
 
-FUNCTION_WORDS = (
-    "the of and to a in that is was he for it with as his on be at by this had not are but from or have an they "
-    "which one you were her all she there would their we him been has when who will more no if out so said what "
-    "up its about into than them can only other new some could time these two may then do first any my now such "
-    "like our over man me even most made after also did many before must through back years where much your way "
-    "well down should because each just those people how too little state good very make world still own see men "
-    "work long get here between both life being under never day same another know while last might us great old "
-    "year off come since against go came right used take three"
-).split()
-NOUNS = (
-    "river stream water stone bridge mill road field garden house window door letter book morning evening light "
-    "shadow wind rain harbor ship sail engine signal queue packet worker village market city island mountain "
-    "valley forest path lamp candle clock bell tower wall gate yard orchard meadow winter summer spring autumn "
-    "north south hill farmer sailor teacher clerk miller baker weaver smith traveler stranger child mother father "
-    "friend neighbor story song map compass lantern harvest journey"
-).split()
-VERBS = (
-    "carried moved waited watched followed opened closed turned crossed passed gathered counted sent received kept "
-    "found left heard saw remembered wrote read built mended walked ran rested listened answered asked called began "
-    "ended held brought"
-).split()
-ADJECTIVES = (
-    "quiet old small large bright dark cold warm early late long short narrow wide slow quick steady distant near "
-    "green grey silver golden busy empty full simple careful patient"
-).split()
+FUNCTION_WORDS = ["the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it", "with", "as", "his", "on", "be", "at", "by", "this", "had", "not", "are", "but", "from", "or", "have", "an", "they", "which", "one", "you", "were", "her", "all", "she", "there", "would", "their", "we", "him", "been", "has", "when", "who", "will", "more", "no", "if", "out", "so", "said", "what", "up", "its", "about", "into", "than", "them", "can", "only", "other", "new", "some", "could", "time", "these", "two", "may", "then", "do", "first", "any", "my", "now", "such", "like", "our", "over", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three"]
+NOUNS = ["river", "stream", "water", "stone", "bridge", "mill", "road", "field", "garden", "house", "window", "door", "letter", "book", "morning", "evening", "light", "shadow", "wind", "rain", "harbor", "ship", "sail", "engine", "signal", "queue", "packet", "worker", "village", "market", "city", "island", "mountain", "valley", "forest", "path", "lamp", "candle", "clock", "bell", "tower", "wall", "gate", "yard", "orchard", "meadow", "winter", "summer", "spring", "autumn", "north", "south", "hill", "farmer", "sailor", "teacher", "clerk", "miller", "baker", "weaver", "smith", "traveler", "stranger", "child", "mother", "father", "friend", "neighbor", "story", "song", "map", "compass", "lantern", "harvest", "journey"]
+VERBS = ["carried", "moved", "waited", "watched", "followed", "opened", "closed", "turned", "crossed", "passed", "gathered", "counted", "sent", "received", "kept", "found", "left", "heard", "saw", "remembered", "wrote", "read", "built", "mended", "walked", "ran", "rested", "listened", "answered", "asked", "called", "began", "ended", "held", "brought"]
+ADJECTIVES = ["quiet", "old", "small", "large", "bright", "dark", "cold", "warm", "early", "late", "long", "short", "narrow", "wide", "slow", "quick", "steady", "distant", "near", "green", "grey", "silver", "golden", "busy", "empty", "full", "simple", "careful", "patient"]
 
 
 def sentence(rng: random.Random, vocabulary: list[str], weights: list[float]) -> str:

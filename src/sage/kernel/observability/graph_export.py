@@ -211,7 +211,7 @@ def render(dot_text: str, path: str, picture_format: str) -> None:
     if dot is None:
         raise GraphvizMissing(INSTALL_GRAPHVIZ)
     result = subprocess.run([dot, f"-T{picture_format}", "-o", path], input=dot_text, capture_output=True,
-                            text=True, timeout=RENDER_TIMEOUT)
+                            text=True, timeout=RENDER_TIMEOUT, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"dot failed to draw {path}: {result.stderr.strip()}")
 

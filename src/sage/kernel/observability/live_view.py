@@ -80,7 +80,7 @@ def duration(seconds: float | None) -> str:
     """h:mm:ss, or m:ss under an hour; '–' when unknown."""
     if seconds is None:
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 

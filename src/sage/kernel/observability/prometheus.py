@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _TASK_FAMILIES = (
     # (metric name, type, help, key in the task's metrics)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 RATE_SPAN = 3.0
 """Seconds the rates and shares look back over, once enough snapshots exist."""
@@ -69,7 +70,7 @@ class RateWindow:
         annotated = {}
         for name, m in metrics.items():
             before = baseline[1].get(name) if baseline is not None else None
-            window = now - baseline[0] if before is not None else None
+            window = now - baseline[0] if baseline is not None and before is not None else None
             annotated[name] = {**m, **_rates(m, current[name], before, window)}
         return annotated
 
@@ -92,7 +93,8 @@ def _rates(m: dict[str, Any], now: tuple[float, ...], before: tuple[float, ...] 
         # A service has no running time of its own in its metrics: the first call's figure is a total.
         calls = now[0] - (before[0] if before is not None else 0.0)
         return {"calls_per_second": calls / window if window else None, "rate_window_seconds": window}
-    delta = dict(zip(_TASK_COUNTERS, (a - b for a, b in zip(now, before)) if before is not None else now))
+    delta = dict(zip(_TASK_COUNTERS, (a - b for a, b in zip(now, before, strict=True)) if before is not None else now,
+                     strict=True))
     running = delta["elapsed_seconds"]
     seconds = window if window is not None else running
     result: dict[str, Any] = {"rate_window_seconds": seconds, "window_running_seconds": running}

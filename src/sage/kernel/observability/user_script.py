@@ -16,8 +16,8 @@ import runpy
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..runtime.backend.local_backend import python_queue_factory
 from ..runtime.graph import ExecutionGraph
@@ -52,13 +52,13 @@ class ScriptRun:
         self._saved: tuple[list[str], list[str]] | None = None
         self._thread = threading.Thread(target=self._run, name="sage-kernel-script", daemon=True)
 
-    def start(self) -> "ScriptRun":
+    def start(self) -> ScriptRun:
         """Start the script's thread; returns at once."""
         self._enter()
         self._thread.start()
         return self
 
-    def run_here(self) -> "ScriptRun":
+    def run_here(self) -> ScriptRun:
         """Run the script on the calling thread instead; returns when it has ended."""
         self._enter()
         self._run()

@@ -14,8 +14,7 @@ import select
 import signal
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 
 class Waker:
@@ -33,10 +32,9 @@ class Waker:
         self._writer.setblocking(False)
 
     def wake(self) -> None:
-        try:
+        # Full: a wake is pending already; closed: nobody waits.
+        with contextlib.suppress(BlockingIOError, OSError):
             self._writer.send(b"\0")
-        except (BlockingIOError, OSError):  # full: a wake is pending already; closed: nobody waits
-            pass
 
     def wait(self, timeout: float) -> bool:
         """Block up to `timeout` seconds; True when woken (False at the timeout)."""

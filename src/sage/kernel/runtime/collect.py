@@ -21,7 +21,8 @@ import collections
 import logging
 import queue
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .communication.queue_descriptor import BaseQueueDescriptor
 from .communication.router import Batch, Packet, StopSignal
@@ -163,7 +164,7 @@ class DriverReader:
                     if item.__class__ is Batch:
                         records.extend(item.payloads)
                     elif item.__class__ is StopSignal:
-                        ended.add(item.source)
+                        ended.add(str(item.source))
                     elif isinstance(item, Packet):
                         records.append(item.payload)
                     else:

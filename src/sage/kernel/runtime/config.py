@@ -37,7 +37,7 @@ class JobConfig:
     copy_on_fanout: bool = True
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "JobConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> JobConfig:
         """Build from a user dict; unknown keys and bad values raise `PipelineError` naming them."""
         data = dict(data or {})
         known = {f.name for f in dataclasses.fields(cls)}

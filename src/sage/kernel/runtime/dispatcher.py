@@ -92,10 +92,11 @@ class Dispatcher:
                 self.readers[name] = reader
             reader.start()
         ordered = sorted(self.graph.nodes.items(), key=lambda item: not item[1].detached)
-        for name, node in ordered:
+        for name, task_node in ordered:
             if self.job.done():
                 break
-            self._register(self.tasks, name, self.backend.start_task(node, self.task_context(name), self._on_task_exit))
+            self._register(self.tasks, name,
+                           self.backend.start_task(task_node, self.task_context(name), self._on_task_exit))
         if not self._running_main and not self._running_detached:
             self._stop_services()
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..errors import JobCancelledError, JobFailedError, describe_error
 from .collect import CollectedRecords
@@ -42,7 +43,7 @@ class JobRun:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._control: JobControl | None = None
-        self._callbacks: list[Callable[["JobRun"], None]] = []
+        self._callbacks: list[Callable[[JobRun], None]] = []
         self.results: dict[str, CollectedRecords] = {}
         """Per `collect` edge (by its name): the records the driver receives."""
 
@@ -70,7 +71,7 @@ class JobRun:
             callback(self)
         return True
 
-    def add_done_callback(self, callback: Callable[["JobRun"], None]) -> None:
+    def add_done_callback(self, callback: Callable[[JobRun], None]) -> None:
         """Call `callback(job)` once the job has ended (at once if it already has)."""
         with self._lock:
             if self.status == "running":

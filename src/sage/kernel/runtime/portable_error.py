@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import describe_error
 
@@ -14,7 +14,7 @@ class PortableError:
     pickling (traceback stripped: traceback objects do not pickle), and always
     its type name, message and formatted traceback."""
 
-    __slots__ = ("error", "type_name", "message", "traceback")
+    __slots__ = ("error", "message", "traceback", "type_name")
 
     def __init__(self, error: BaseException | None, type_name: str, message: str, traceback_text: str) -> None:
         self.error = error
@@ -23,7 +23,7 @@ class PortableError:
         self.traceback = traceback_text
 
     @classmethod
-    def capture(cls, exc: BaseException) -> "PortableError":
+    def capture(cls, exc: BaseException) -> PortableError:
         """Pack `exc`; keeps the object only if a pickle round trip rebuilds the same type."""
         try:
             error = exc if type(pickle.loads(pickle.dumps(exc))) is type(exc) else None
@@ -33,7 +33,7 @@ class PortableError:
         message = describe_error(exc).split(": ", 1)[1]
         return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
 
-    def rebuild(self, where: str, fallback: Any) -> BaseException:
+    def rebuild(self, where: str, fallback: Callable[[str, str, str], BaseException]) -> BaseException:
         """The original exception with a note saying `where` it was raised and its remote traceback;
         when it could not travel, `fallback(type_name, message, traceback)`."""
         if self.error is not None:

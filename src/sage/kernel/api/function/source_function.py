@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from .base_function import BaseFunction
 
@@ -40,7 +40,8 @@ class IterableBatchFunction(BatchFunction):
         """This instance's share of the items, in order: all of them, or a slice of a sequence."""
         parallelism = self.ctx.parallelism if self.ctx is not None else 1
         if parallelism > 1:
-            return self._items[self.ctx.parallel_index :: parallelism]  # type: ignore[index]
+            share: Iterable[Any] = self._items[self.ctx.parallel_index :: parallelism]  # type: ignore[index]
+            return share
         return self._items
 
     def iterator(self) -> Iterator[Any]:

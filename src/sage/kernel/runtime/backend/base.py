@@ -12,7 +12,8 @@ new module with a class that satisfies `Backend`, named in `BACKENDS`.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import PipelineError
 
@@ -51,16 +52,16 @@ class Backend(Protocol):
     name: str
     default_transport: str
 
-    def queue_factory(self, transport: str) -> "QueueFactory":
+    def queue_factory(self, transport: str) -> QueueFactory:
         """The descriptor factory for `transport`; `PipelineError` for one this backend cannot use."""
 
-    def prepare(self, graph: "ExecutionGraph") -> None:
+    def prepare(self, graph: ExecutionGraph) -> None:
         """Check and place the job before anything starts; `PipelineError` names what cannot run."""
 
-    def start_task(self, node: "TaskNode", ctx: "TaskContext", on_exit: ExitCallback) -> InstanceHandle:
+    def start_task(self, node: TaskNode, ctx: TaskContext, on_exit: ExitCallback) -> InstanceHandle:
         """Start one task instance; returns once it is started."""
 
-    def start_service(self, node: "ServiceNode", ctx: "ServiceContext", on_exit: ExitCallback) -> InstanceHandle:
+    def start_service(self, node: ServiceNode, ctx: ServiceContext, on_exit: ExitCallback) -> InstanceHandle:
         """Start one service instance; returns once it is started."""
 
     def shutdown(self) -> None:
@@ -74,7 +75,7 @@ BACKENDS: dict[str, str] = {
 """Backend name -> `module:class`, imported on first use (Ray loads only for Ray jobs)."""
 
 
-def create_backend(spec: "JobSpec") -> Backend:
+def create_backend(spec: JobSpec) -> Backend:
     """The backend `spec.backend` names, built for `spec`.
 
     Raises `PipelineError` for an unknown backend name; the backend's own

@@ -51,7 +51,8 @@ class LocalHandle:
         return self.task.metrics()
 
     def routing_info(self) -> dict[str, Any]:
-        return self.task.ctx.get_routing_info()
+        ctx = self.task.ctx
+        return ctx.get_routing_info() if isinstance(ctx, TaskContext) else {}
 
 
 class LocalBackend:
@@ -85,7 +86,8 @@ class LocalBackend:
                 from ..communication.rpc import RPCQueueServer
 
                 self._rpc_server = RPCQueueServer("127.0.0.1", 0, authkey=secrets.token_bytes(32)).start()
-            return self._rpc_server.create_queue(queue_id, maxsize)
+            descriptor: BaseQueueDescriptor = self._rpc_server.create_queue(queue_id, maxsize)
+            return descriptor
 
     def prepare(self, graph: ExecutionGraph) -> None:
         """Remember the job's queues, to release them at shutdown; nothing needs placing."""
@@ -99,6 +101,7 @@ class LocalBackend:
 
     def start_service(self, node: ServiceNode, ctx: ServiceContext, on_exit: ExitCallback) -> LocalHandle:
         """Run the service on a new thread (plus `max_concurrency - 1` worker threads)."""
+        assert node.service_class is not None, "a pipeline service runs as tasks, not as a service instance"
         handle = LocalHandle(ServiceTask(ctx, node.service_class, node.args, node.kwargs),
                              lambda name, status, error: on_exit(node.name, status, error))
         handle.start()

@@ -21,16 +21,16 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import ray
 
 from ...errors import PipelineError, RemoteError
-from ..communication.queue_descriptor import BaseQueueDescriptor, PythonQueueDescriptor
-from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescriptor
+from ..communication.queue_descriptor import PythonQueueDescriptor
 from ..communication.queue_descriptor.ray_queue_descriptor import RayQueueDescriptor, shutdown_ray_queues
 from ..communication.queue_descriptor.ray_queue_manager import kill_and_wait
+from ..communication.queue_descriptor.rpc_queue_descriptor import RPCQueueDescriptor
 from ..communication.rpc import RPCQueueServer
 from ..context import ServiceContext, TaskContext
 from ..graph import ExecutionGraph, ServiceNode, TaskNode
@@ -81,7 +81,7 @@ class _InstanceActor:
         descriptors its instance receives can reach the other actors' servers.
         """
         os.environ["SAGE_KERNEL_AUTHKEY"] = authkey.hex()
-        self.rpc_server = RPCQueueServer(ray.util.get_node_ip_address(), 0, authkey=authkey.hex()).start()
+        self.rpc_server = RPCQueueServer(node_ip_address(), 0, authkey=authkey.hex()).start()
         for queue_id, maxsize in queues:
             self.rpc_server.attach_queue(queue_id, maxsize)
         return self.rpc_server.advertise_host, self.rpc_server.port
@@ -124,16 +124,18 @@ class _InstanceActor:
     def metrics(self) -> dict[str, Any]:
         if self.instance is None:
             return {"status": "starting"}
-        return self.instance.metrics()
+        metrics: dict[str, Any] = self.instance.metrics()
+        return metrics
 
     def routing_info(self) -> dict[str, Any]:
         instance = self.instance
         if instance is None:  # the driver may ask while the actor is still building its instance
             return {"status": "starting"}
-        return instance.ctx.get_routing_info()
+        info: dict[str, Any] = instance.ctx.get_routing_info()
+        return info
 
 
-InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)
+InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)  # type: ignore[call-overload]
 
 
 class RayHandle:
@@ -176,13 +178,21 @@ class RayHandle:
         if self._final_metrics is not None:
             return self._final_metrics
         try:
-            return self._call("metrics")
+            metrics: dict[str, Any] = self._call("metrics")
+            return metrics
         except Exception as exc:  # the actor is gone or busy: say so instead of failing the caller
             return {"name": self.name, "status": "unknown", "error": repr(exc)}
 
     def routing_info(self) -> dict[str, Any]:
-        return self._call("routing_info")
+        info: dict[str, Any] = self._call("routing_info")
+        return info
 
+
+
+def node_ip_address() -> str:
+    """This process's node address, as Ray sees it (what other nodes connect to)."""
+    address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    return address
 
 
 def _ship_by_value(cls: Any) -> None:
@@ -195,12 +205,14 @@ def _ship_by_value(cls: Any) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def _serialize(what: str, build: tuple[Any, tuple[Any, ...]], classes: list[Any]) -> bytes:
-    """cloudpickle `(factory, args)`; the actor builds the instance (live locks never travel)."""
+def _serialize(what: str, build: Any, classes: list[Any]) -> bytes:
+    """cloudpickle `build` (a `(factory, args)` pair the actor builds the instance from: live locks never
+    travel); `PipelineError` naming `what` when it cannot."""
     for cls in classes:
         _ship_by_value(cls)
     try:
-        return cloudpickle.dumps(build)
+        payload: bytes = cloudpickle.dumps(build)
+        return payload
     except Exception as exc:
         raise PipelineError(f"{what} cannot be shipped to a Ray actor: {type(exc).__name__}: {exc}") from exc
 
@@ -312,7 +324,7 @@ class RayBackend:
         driver_queues = by_owner.pop(DRIVER, [])
         if driver_queues:
             # The driver reads the collect() queues: it hosts them, reachable from every node.
-            self._driver_server = RPCQueueServer(ray.util.get_node_ip_address(), 0, authkey=authkey.hex()).start()
+            self._driver_server = RPCQueueServer(node_ip_address(), 0, authkey=authkey.hex()).start()
             for queue_id, maxsize in driver_queues:
                 replacements[queue_id] = self._driver_server.create_queue(queue_id, maxsize)
         addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)

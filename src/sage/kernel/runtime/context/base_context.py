@@ -22,7 +22,7 @@ class RuntimeContext:
     the process where the instance runs.
     """
 
-    _LIVE = ("cancel_event", "_service_caller", "_caller_lock")
+    _LIVE: tuple[str, ...] = ("cancel_event", "_service_caller", "_caller_lock")
 
     def __init__(self, name: str, job_id: str, config: JobConfig, service_qds: dict[str, BaseQueueDescriptor],
                  service_methods: dict[str, frozenset[str]], response_qd: BaseQueueDescriptor) -> None:
@@ -66,9 +66,10 @@ class RuntimeContext:
         return self.service_caller.call(service_name, method, args, kwargs, timeout)
 
     def call_service_async(self, service_name: str, *args: Any, method: str = "process",
-                           timeout: float | None = None, **kwargs: Any) -> Future:
+                           timeout: float | None = None, **kwargs: Any) -> Future[Any]:
         """Call a service without waiting; returns a `concurrent.futures.Future`."""
-        return self.service_caller.call_async(service_name, method, args, kwargs, timeout)
+        future: Future[Any] = self.service_caller.call_async(service_name, method, args, kwargs, timeout)
+        return future
 
     def close_services(self) -> None:
         """Stop this instance's response listener (pending calls fail with `CancelledError`)."""

@@ -13,7 +13,7 @@ class ServiceContext(RuntimeContext):
     """Identity and queues of one service: its request queue, its own response queue
     (for calls it makes to other services) and every service's request queue."""
 
-    _LIVE = RuntimeContext._LIVE + ("stop_event",)
+    _LIVE = (*RuntimeContext._LIVE, "stop_event")
 
     def __init__(self, service_name: str, max_concurrency: int, job_id: str, config: JobConfig,
                  request_qd: BaseQueueDescriptor, service_qds: dict[str, BaseQueueDescriptor],

@@ -22,7 +22,7 @@ class TaskContext(RuntimeContext):
     stop/cancel events exist only where the task runs (after `attach()`).
     """
 
-    _LIVE = RuntimeContext._LIVE + ("router", "stop_event")
+    _LIVE = (*RuntimeContext._LIVE, "router", "stop_event")
 
     def __init__(self, name: str, basename: str, kind: str, parallel_index: int, parallelism: int, job_id: str,
                  config: JobConfig, input_qd: BaseQueueDescriptor | None,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor
@@ -206,6 +207,7 @@ class ExecutionGraph:
         if unknown:
             raise PipelineError(f"operator {t.basename!r}: no queue named {', '.join(unknown)} in this job")
         kwargs = {**t.kwargs, **{arg: named_queues[q] for arg, q in t.bind_queues.items()}}
+        assert t.function_class is not None, "every transformation that runs tasks has a function"
         spec = OperatorSpec(t.kind, t.function_class, t.args, kwargs, t.on_error, t.strategy, len(t.inputs),
                             enveloped=t.enveloped)
         name = f"{t.basename}_{index}"
@@ -219,17 +221,16 @@ class ExecutionGraph:
         if not t.runs_tasks:
             self._connect_driver(t, strategies)
             return
-        targets = self.by_transformation[id(t)]
+        targets = [(target, target.input_qd) for target in self.by_transformation[id(t)]]
         for input_index, upstream in enumerate(t.inputs):
             for source in self.by_transformation[id(upstream)]:
                 group = len(source.downstream_groups)
                 source.group_strategies[group] = strategies[id(upstream)]
                 source.downstream_groups[group] = {
-                    target.parallel_index: Connection(group, target.parallel_index, target.name,
-                                                      target.input_qd, input_index)
-                    for target in targets
+                    target.parallel_index: Connection(group, target.parallel_index, target.name, queue, input_index)
+                    for target, queue in targets if queue is not None  # a target fed by an input has a queue
                 }
-                for target in targets:
+                for target, _ in targets:
                     if source.name not in target.upstream_names:
                         target.upstream_names.append(source.name)
 

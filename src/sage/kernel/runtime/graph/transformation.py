@@ -37,7 +37,7 @@ class Transformation:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     parallelism: int = 1
-    inputs: list["Transformation"] = dataclasses.field(default_factory=list)
+    inputs: list[Transformation] = dataclasses.field(default_factory=list)
     on_error: str = "fail"
     strategy: str | None = None
     keyed: bool = False
@@ -53,7 +53,8 @@ class Transformation:
         if self.kind not in KINDS:
             raise PipelineError(f"operator {self.basename!r}: unknown kind {self.kind!r}")
         if not isinstance(self.parallelism, int) or isinstance(self.parallelism, bool) or self.parallelism < 1:
-            raise PipelineError(f"operator {self.basename!r}: parallelism must be an int >= 1, got {self.parallelism!r}")
+            raise PipelineError(
+                f"operator {self.basename!r}: parallelism must be an int >= 1, got {self.parallelism!r}")
         if self.on_error not in ON_ERROR:
             raise PipelineError(
                 f"operator {self.basename!r}: on_error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}"

@@ -27,9 +27,9 @@ from; user functions never see envelopes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..communication.router import UNKEYED, check_key
 from ..context import TaskContext
@@ -69,9 +69,9 @@ class Operator:
             envelopes = payloads
             outputs, origins, keys = self.apply([e.payload for e in envelopes], keys, input_index)
             if origins is None:
-                outputs = [e.carrying(out) for e, out in zip(envelopes, outputs)]
+                outputs = [e.carrying(out) for e, out in zip(envelopes, outputs, strict=True)]
             else:
-                outputs = [envelopes[i].carrying(out) for i, out in zip(origins, outputs)]
+                outputs = [envelopes[i].carrying(out) for i, out in zip(origins, outputs, strict=True)]
         else:
             outputs, origins, keys = self.apply(payloads, keys, input_index)
         if outputs:
@@ -139,7 +139,8 @@ class SourceOperator(Operator):
         """An iterator of records for a bounded source, or None for a polled SourceFunction."""
         iterator = getattr(self.function, "iterator", None)
         if iterator is not None:
-            return iterator()
+            records: Iterator[Any] = iterator()
+            return records
         if self.spec.kind == "batch":
             return iter(self.function.execute, None)
         return None
@@ -287,7 +288,7 @@ class JoinOperator(Operator):
         keys = keys if keys is not None else [UNKEYED] * len(payloads)
         out: list[Any] = []
         origins: list[int] = []
-        for position, (payload, key) in enumerate(zip(payloads, keys)):
+        for position, (payload, key) in enumerate(zip(payloads, keys, strict=True)):
             try:
                 outputs = execute(payload, key, input_index)
             except Exception as exc:

@@ -34,7 +34,6 @@ from ..graph.transformation import Transformation
 from ..spec import ServiceSpec
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
-
 CREDIT_WAIT = 0.05
 """Seconds the bridge blocks on credits, answers or requests before re-checking its stop event."""
 
@@ -46,14 +45,14 @@ class Envelope:
     """A record of a service pipeline, the request it answers, and the inbox of the bridge that
     admitted the request (told when the request is answered)."""
 
-    __slots__ = ("payload", "request", "inbox")
+    __slots__ = ("inbox", "payload", "request")
 
     def __init__(self, payload: Any, request: ServiceRequest, inbox: BaseQueueDescriptor) -> None:
         self.payload = payload
         self.request = request
         self.inbox = inbox
 
-    def carrying(self, payload: Any) -> "Envelope":
+    def carrying(self, payload: Any) -> Envelope:
         """An envelope of the same request with another payload (what an operator made of it)."""
         return Envelope(payload, self.request, self.inbox)
 
@@ -188,14 +187,16 @@ class ServiceBridgeSource:
 
     def _take_request(self) -> ServiceRequest | None:
         try:
-            return self.requests.get_nowait()
+            request: ServiceRequest = self.requests.get_nowait()
+            return request
         except queue.Empty:
             pass
         self.ctx.router.flush()
         stop = self.ctx.stop_event
         while not stop.is_set():
             try:
-                return self.requests.get(timeout=CREDIT_WAIT)
+                request = self.requests.get(timeout=CREDIT_WAIT)
+                return request
             except queue.Empty:
                 self._settle(0)  # idle: give back what is done (another bridge may be waiting)
         return None

@@ -16,7 +16,7 @@ class ServiceRequest:
     wall-clock time (`time.time()`) after which nobody waits for the answer.
     """
 
-    __slots__ = ("request_id", "service", "method", "args", "kwargs", "deadline", "response_qd", "caller")
+    __slots__ = ("args", "caller", "deadline", "kwargs", "method", "request_id", "response_qd", "service")
 
     def __init__(self, request_id: str, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  deadline: float, response_qd: BaseQueueDescriptor, caller: str) -> None:
@@ -40,7 +40,7 @@ class ServiceResponse:
     """The answer to one request: a value (`ok`), or a `PortableError` (`failure`)
     that rebuilds the service's exception in the caller."""
 
-    __slots__ = ("request_id", "ok", "value", "failure")
+    __slots__ = ("failure", "ok", "request_id", "value")
 
     def __init__(self, request_id: str, ok: bool, value: Any = None, failure: PortableError | None = None) -> None:
         self.request_id = request_id
@@ -49,11 +49,11 @@ class ServiceResponse:
         self.failure = failure
 
     @classmethod
-    def success(cls, request_id: str, value: Any) -> "ServiceResponse":
+    def success(cls, request_id: str, value: Any) -> ServiceResponse:
         return cls(request_id, True, value)
 
     @classmethod
-    def failure_of(cls, request_id: str, exc: BaseException) -> "ServiceResponse":
+    def failure_of(cls, request_id: str, exc: BaseException) -> ServiceResponse:
         """An error response carrying `exc` packed to travel."""
         return cls(request_id, False, failure=PortableError.capture(exc))
 

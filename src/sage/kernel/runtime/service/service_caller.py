@@ -28,9 +28,9 @@ class _Call:
     """One pending call. A synchronous call has no future: its outcome (a `ServiceResponse` or a
     local exception) is stored here, under the caller's lock, for its waiting thread to pick up."""
 
-    __slots__ = ("service", "method", "timeout", "future", "outcome")
+    __slots__ = ("future", "method", "outcome", "service", "timeout")
 
-    def __init__(self, service: str, method: str, timeout: float, future: Future | None) -> None:
+    def __init__(self, service: str, method: str, timeout: float, future: Future[Any] | None) -> None:
         self.service = service
         self.method = method
         self.timeout = timeout
@@ -84,14 +84,14 @@ class ServiceCaller:
                                  f"(it has: {', '.join(sorted(methods))})")
 
     def call_async(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   timeout: float | None) -> Future:
+                   timeout: float | None) -> Future[Any]:
         """Send a request; return a future that resolves with the answer, the error, or `TimeoutError`.
 
         Raises at once for an unknown service or method, and `TimeoutError`
         when the service's request queue stays full for the whole timeout.
         """
         self._ensure_listener()
-        future: Future = Future()
+        future: Future[Any] = Future()
         self._send(service, method, args, kwargs, timeout, future)
         return future
 
@@ -131,7 +131,7 @@ class ServiceCaller:
         return _result(call)
 
     def _send(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-              timeout: float | None, future: Future | None) -> tuple[_Call, str, float]:
+              timeout: float | None, future: Future[Any] | None) -> tuple[_Call, str, float]:
         self._check(service, method)
         ctx = self.ctx
         timeout = ctx.config.service_timeout if timeout is None else timeout
@@ -286,6 +286,7 @@ def _deliver(outcomes: list[tuple[_Call, BaseException | ServiceResponse]]) -> N
     """Resolve futures outside the lock: their callbacks may run user code (or call services)."""
     for call, outcome in outcomes:
         future = call.future
+        assert future is not None, "only asynchronous calls are delivered to futures"
         try:
             if isinstance(outcome, ServiceResponse) and outcome.ok:
                 future.set_result(outcome.value)
@@ -300,6 +301,7 @@ def _deliver(outcomes: list[tuple[_Call, BaseException | ServiceResponse]]) -> N
 def _result(call: _Call) -> Any:
     """The value of a finished synchronous call, or raise its error."""
     outcome = call.outcome
+    assert outcome is not None, "a synchronous call's outcome is set before its caller reads it"
     if not isinstance(outcome, ServiceResponse):
         raise outcome
     if outcome.ok:
@@ -309,6 +311,7 @@ def _result(call: _Call) -> Any:
 
 def _rebuild_error(service: str, method: str, response: ServiceResponse) -> BaseException:
     """The service's exception (same type when it could travel), else `ServiceCallError`."""
+    assert response.failure is not None, "a failed response carries its failure"
     return response.failure.rebuild(
         f"service {service!r} method {method!r}",
         lambda type_name, message, text: ServiceCallError(service, method, type_name, message, text),

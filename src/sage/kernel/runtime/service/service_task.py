@@ -169,7 +169,7 @@ class ServiceTask:
         def percentile(p: float) -> float | None:
             return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else None
 
-        return {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status, "calls": calls, "errors": errors,
-                "expired": expired, "latency_p50": percentile(0.50), "latency_p99": percentile(0.99),
-                "latency_sum": latency_sum, "callers": callers, "request_queue_size": queued,
-                "request_queue_maxsize": request_qd.maxsize}
+        return {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status,
+                "calls": calls, "errors": errors, "expired": expired, "latency_p50": percentile(0.50),
+                "latency_p99": percentile(0.99), "latency_sum": latency_sum, "callers": callers,
+                "request_queue_size": queued, "request_queue_maxsize": request_qd.maxsize}

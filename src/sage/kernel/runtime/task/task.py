@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ...errors import describe_error
 from ..communication.errors import SendCancelled, TransportError
@@ -88,10 +88,7 @@ class Task:
                 operator.open()
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
-            if isinstance(operator, SourceOperator):
-                done = self._run_source(operator)
-            else:
-                done = self._run_stream(operator)
+            done = self._run_source(operator) if isinstance(operator, SourceOperator) else self._run_stream(operator)
             if done and not self.ctx.cancel_event.is_set():
                 self._finish(operator)
                 self.status = "finished"
@@ -198,6 +195,7 @@ class Task:
     def _run_stream(self, operator: Operator) -> bool:
         ctx = self.ctx
         expected, received = self._expected, self._received
+        assert ctx.input_qd is not None, "a stream task reads an input queue"
         get_many = ctx.input_qd.get_many
         get_size = GET_BATCH
         router = ctx.router

@@ -17,9 +17,10 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-_DESCRIPTOR_TYPES: dict[str, type["BaseQueueDescriptor"]] = {}
+_DESCRIPTOR_TYPES: dict[str, type[BaseQueueDescriptor]] = {}
 
 
 class BatchFull(queue.Full):
@@ -142,7 +143,7 @@ class BaseQueueDescriptor(ABC):
         with self._lock:
             self._queue = None
 
-    def trim(self) -> "BaseQueueDescriptor":
+    def trim(self) -> BaseQueueDescriptor:
         """Drop the cached instance and return `self`, ready to pickle or ship.
 
         Same effect on the queue as `clear_cache()` (nothing queued is lost);
@@ -155,7 +156,7 @@ class BaseQueueDescriptor(ABC):
         """Release the queue. Subclasses say what happens to items still queued."""
         self.clear_cache()
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None) -> None:  # noqa: B027 (a no-op unless a transport sends later)
         """Block until every item this process put through this descriptor is in the queue.
 
         A no-op for transports whose puts are complete when they return; a
@@ -183,7 +184,8 @@ class BaseQueueDescriptor(ABC):
 
     def qsize(self) -> int:
         """Approximate number of records queued (a batch counts its records, see `WeightedItem`)."""
-        return self.queue_instance.qsize()
+        size: int = self.queue_instance.qsize()
+        return size
 
     def empty(self) -> bool:
         """True when the queue holds no item (approximate, like `queue.Queue.empty`)."""
@@ -245,7 +247,7 @@ class BaseQueueDescriptor(ABC):
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BaseQueueDescriptor":
+    def from_dict(cls, data: dict[str, Any]) -> BaseQueueDescriptor:
         """Rebuild a descriptor of this class from `to_dict()` output.
 
         Raises `TypeError` for a non-dict and `ValueError` naming what is wrong
@@ -266,11 +268,11 @@ class BaseQueueDescriptor(ABC):
         except TypeError as exc:
             raise ValueError(f"descriptor data does not fit {cls.__name__}: {exc}") from None
 
-    def to_serializable_descriptor(self) -> "BaseQueueDescriptor":
+    def to_serializable_descriptor(self) -> BaseQueueDescriptor:
         """A copy with the same identity and no live queue, safe to pickle anywhere."""
         return self.clone(new_queue_id=self.queue_id)
 
-    def clone(self, new_queue_id: str | None = None) -> "BaseQueueDescriptor":
+    def clone(self, new_queue_id: str | None = None) -> BaseQueueDescriptor:
         """A new lazy descriptor of the same type and configuration.
 
         It gets a fresh unique id unless `new_queue_id` is given; it never

@@ -10,7 +10,7 @@ from typing import Any
 from .base_queue_descriptor import BaseQueueDescriptor, BatchFull, WeightedItem, effective_timeout, item_weight
 
 
-class BatchQueue(queue.Queue):
+class BatchQueue(queue.Queue[Any]):
     """A `queue.Queue` with batch operations that take the lock once per batch.
 
     Capacity counts records, not items: a batch item (`WeightedItem`) counts
@@ -165,7 +165,8 @@ class PythonQueueDescriptor(BaseQueueDescriptor):
         self.queue_instance.put_many(items, timeout)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
-        return self.queue_instance.get_many(max_items, timeout)
+        items: list[Any] = self.queue_instance.get_many(max_items, timeout)
+        return items
 
     def close(self) -> None:
         with _registry_lock:

@@ -20,7 +20,6 @@ from typing import Any
 
 import ray
 from ray import cloudpickle
-from ray.actor import ActorHandle
 
 from .base_queue_descriptor import BatchFull, effective_timeout, item_weight
 
@@ -141,11 +140,12 @@ def _dumps(items: list[Any]) -> bytes:
     try:
         blob = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local and dynamic classes: only cloudpickle takes them
-        return cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
-    if b"__main__" in blob:
-        # The C pickler names __main__ objects by reference; a Ray worker's __main__ is
-        # not the driver's script. cloudpickle ships them by value, as Ray would.
-        return cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+        blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+    else:
+        if b"__main__" in blob:
+            # The C pickler names __main__ objects by reference; a Ray worker's __main__ is
+            # not the driver's script. cloudpickle ships them by value, as Ray would.
+            blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
     return blob
 
 
@@ -172,7 +172,7 @@ class RayQueueClient:
     `ray.exceptions.RayActorError`.
     """
 
-    def __init__(self, actor: ActorHandle) -> None:
+    def __init__(self, actor: Any) -> None:
         self._actor = actor
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -183,7 +183,7 @@ class RayQueueClient:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return one item; blocks while empty, `queue.Empty` at the timeout."""
-        chunks = ray.get(self._actor.get_many.remote(1, effective_timeout(block, timeout)))
+        chunks: list[Chunk] = ray.get(self._actor.get_many.remote(1, effective_timeout(block, timeout)))
         if not chunks:
             raise queue.Empty
         return _loads(chunks)[0]
@@ -193,7 +193,7 @@ class RayQueueClient:
         if not items:
             return
         weights = [item_weight(item) for item in items]
-        accepted = ray.get(self._actor.put_many.remote(_dumps(items), weights, effective_timeout(True, timeout)))
+        accepted: int = ray.get(self._actor.put_many.remote(_dumps(items), weights, effective_timeout(True, timeout)))
         if accepted < len(items):
             raise BatchFull(accepted)
 
@@ -201,11 +201,12 @@ class RayQueueClient:
         """1 to `max_items` items in one remote call; `queue.Empty` at the timeout."""
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items!r}")
-        chunks = ray.get(self._actor.get_many.remote(max_items, effective_timeout(True, timeout)))
+        chunks: list[Chunk] = ray.get(self._actor.get_many.remote(max_items, effective_timeout(True, timeout)))
         if not chunks:
             raise queue.Empty
         return _loads(chunks)
 
     def qsize(self) -> int:
         """Number of records queued (one remote call)."""
-        return ray.get(self._actor.qsize.remote())
+        size: int = ray.get(self._actor.qsize.remote())
+        return size

@@ -102,7 +102,8 @@ class RayQueueDescriptor(BaseQueueDescriptor):
         self.queue_instance.put_many(items, timeout)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
-        return self.queue_instance.get_many(max_items, timeout)
+        items: list[Any] = self.queue_instance.get_many(max_items, timeout)
+        return items
 
     def close(self) -> None:
         """Kill the queue actor, dropping items still queued (see the class docstring).

@@ -17,9 +17,9 @@ actor directly, one remote call per batch: the manager is never on the data path
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import ray
-from ray.actor import ActorHandle
 
 from .ray_queue_actor import RayQueueClient, RemoteQueueActor
 
@@ -39,7 +39,7 @@ def queue_actor_name(queue_id: str) -> str:
     return "queue." + queue_id
 
 
-def kill_and_wait(handles: list[ActorHandle], timeout: float = KILL_TIMEOUT) -> None:
+def kill_and_wait(handles: list[Any], timeout: float = KILL_TIMEOUT) -> None:
     """Kill actors and return once Ray reports each dead (its name is released then).
 
     Raises `TimeoutError` if one is not reported dead within `timeout` seconds.
@@ -71,9 +71,9 @@ class RayQueueManager:
 
     def __init__(self, ray_namespace: str) -> None:
         self._ray_namespace = ray_namespace
-        self._queues: dict[str, ActorHandle] = {}
+        self._queues: dict[str, Any] = {}
 
-    def get_queue(self, queue_id: str, maxsize: int) -> ActorHandle:
+    def get_queue(self, queue_id: str, maxsize: int) -> Any:
         """The queue actor of `queue_id`, created with `maxsize` if it does not exist yet."""
         handle = self._queues.get(queue_id)
         if handle is None:
@@ -99,10 +99,10 @@ class RayQueueManager:
         return queue_ids
 
 
-_RemoteManager = ray.remote(num_cpus=0)(RayQueueManager)
+_RemoteManager: Any = ray.remote(num_cpus=0)(RayQueueManager)
 
 
-def _existing_manager(namespace: str) -> ActorHandle | None:
+def _existing_manager(namespace: str) -> Any:
     try:
         return ray.get_actor(MANAGER_NAME, namespace=ray_namespace(namespace))
     except ValueError:
@@ -123,7 +123,10 @@ def attach_queue(namespace: str, queue_id: str, maxsize: int) -> RayQueueClient:
 def close_queue(namespace: str, queue_id: str) -> bool:
     """Kill one queue actor and forget it; False if the namespace has no such queue."""
     manager = _existing_manager(namespace)
-    return manager is not None and ray.get(manager.close_queue.remote(queue_id))
+    if manager is None:
+        return False
+    closed: bool = ray.get(manager.close_queue.remote(queue_id))
+    return closed
 
 
 def shutdown_namespace(namespace: str) -> list[str]:
@@ -131,6 +134,6 @@ def shutdown_namespace(namespace: str) -> list[str]:
     manager = _existing_manager(namespace)
     if manager is None:
         return []
-    queue_ids = ray.get(manager.close_all.remote())
+    queue_ids: list[str] = ray.get(manager.close_all.remote())
     kill_and_wait([manager])
     return queue_ids

@@ -7,16 +7,16 @@ from .router import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_TIMEOUT, BaseRouter
 from .selector import STRATEGIES, ChannelSelector, make_selector
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BUFFER_TIMEOUT",
+    "STRATEGIES",
+    "UNKEYED",
     "BaseRouter",
     "Batch",
     "ChannelSelector",
     "Connection",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_BUFFER_TIMEOUT",
     "Packet",
-    "STRATEGIES",
     "StopSignal",
-    "UNKEYED",
     "check_key",
     "make_selector",
     "stable_hash",

@@ -13,7 +13,7 @@ class Connection:
     packets sent on it carry `target_input_index`.
     """
 
-    __slots__ = ("broadcast_index", "parallel_index", "target_name", "queue_descriptor", "target_input_index")
+    __slots__ = ("broadcast_index", "parallel_index", "queue_descriptor", "target_input_index", "target_name")
 
     def __init__(
         self,
@@ -55,7 +55,7 @@ class Connection:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state):
+        for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
     def __repr__(self) -> str:

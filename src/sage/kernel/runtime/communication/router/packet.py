@@ -46,7 +46,7 @@ class Batch(WeightedItem):
     `weight == len(payloads)` records. Never empty.
     """
 
-    __slots__ = ("payloads", "keys", "input_index", "source")
+    __slots__ = ("input_index", "keys", "payloads", "source")
 
     def __init__(self, payloads: list[Any], keys: list[Any] | None = None, input_index: int = 0,
                  source: str | None = None) -> None:
@@ -62,13 +62,14 @@ class Batch(WeightedItem):
     def __len__(self) -> int:
         return len(self.payloads)
 
-    def packets(self) -> list["Packet"]:
+    def packets(self) -> list[Packet]:
         """The records as `Packet`s (for inspection; the runtime works on the columns)."""
         keys = self.keys
         if keys is None:
             return [Packet(payload, self.input_index) for payload in self.payloads]
         return [Packet(payload, self.input_index) if key is UNKEYED else
-                Packet(payload, self.input_index, key, "hash") for payload, key in zip(self.payloads, keys)]
+                Packet(payload, self.input_index, key, "hash")
+                for payload, key in zip(self.payloads, keys, strict=True)]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Batch, (self.payloads, self.keys, self.input_index, self.source))
@@ -89,7 +90,7 @@ class Packet:
     hash edge a keyed record goes to the instance its key hashes to.
     """
 
-    __slots__ = ("payload", "input_index", "partition_key", "partition_strategy", "timestamp")
+    __slots__ = ("input_index", "partition_key", "partition_strategy", "payload", "timestamp")
 
     def __init__(
         self,
@@ -109,18 +110,18 @@ class Packet:
         """True when the packet is routed by the hash of its key (falsy keys included)."""
         return self.partition_strategy == "hash"
 
-    def inherit_partition_info(self, new_payload: Any) -> "Packet":
+    def inherit_partition_info(self, new_payload: Any) -> Packet:
         """A new packet with `new_payload` that keeps this packet's key, strategy and input index."""
         return Packet(new_payload, self.input_index, self.partition_key, self.partition_strategy)
 
-    def update_key(self, key: Any, strategy: str | None = None) -> "Packet":
+    def update_key(self, key: Any, strategy: str | None = None) -> Packet:
         """Set the partition key (and strategy, when given) in place; returns self."""
         self.partition_key = key
         if strategy is not None:
             self.partition_strategy = strategy
         return self
 
-    def copy(self) -> "Packet":
+    def copy(self) -> Packet:
         """A shallow copy (the payload object is shared), keeping the timestamp."""
         return Packet(self.payload, self.input_index, self.partition_key, self.partition_strategy, self.timestamp)
 
@@ -138,7 +139,7 @@ class Packet:
             other.partition_strategy,
         )
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable: no hash
 
     def __repr__(self) -> str:
         key = f", key={self.partition_key!r}/{self.partition_strategy}" if self.partition_strategy else ""
@@ -153,7 +154,7 @@ class StopSignal:
     function may also return a `StopSignal` to end its stream.
     """
 
-    __slots__ = ("message", "source", "payload", "timestamp")
+    __slots__ = ("message", "payload", "source", "timestamp")
 
     def __init__(self, message: str = "Stop", source: str | None = None, payload: Any = None,
                  timestamp: float | None = None) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import SendCancelled, TransportError
 from ..queue_descriptor import BatchFull
 from .connection import Connection
 from .packet import UNKEYED, Batch, Packet, StopSignal
-from .record_copy import copy_records
 from .partition_key import check_key
+from .record_copy import copy_records
 from .selector import ChannelSelector, make_selector
 
 DEFAULT_BATCH_SIZE = 256
@@ -30,7 +31,7 @@ _KEYED_STRATEGIES = ("hash", "mixed")
 class _Channel:
     """One connection and the records waiting to go out on it (column-wise)."""
 
-    __slots__ = ("connection", "payloads", "keys", "sends_keys", "batch_size")
+    __slots__ = ("batch_size", "connection", "keys", "payloads", "sends_keys")
 
     def __init__(self, connection: Connection, sends_keys: bool, batch_size: int) -> None:
         self.connection = connection
@@ -75,7 +76,7 @@ class _Channel:
 class _Group:
     """One downstream transformation: its selector and one channel per instance."""
 
-    __slots__ = ("index", "strategy", "selector", "channels")
+    __slots__ = ("channels", "index", "selector", "strategy")
 
     def __init__(self, index: int, strategy: str, connections: list[Connection], batch_size: int) -> None:
         self.index = index

@@ -99,7 +99,7 @@ class HashSelector(RoundRobinSelector):
         if n == 1:
             return [(0, payloads, keys)]
         by_channel: list[tuple[list[Any], list[Any]]] = [([], []) for _ in range(n)]
-        for payload, key in zip(payloads, keys):
+        for payload, key in zip(payloads, keys, strict=True):
             if key is UNKEYED:
                 channel = self.position
                 self.position = 0 if channel + 1 == n else channel + 1
