@@ -14,7 +14,7 @@ class PortableError:
     pickling (traceback stripped: traceback objects do not pickle), and always
     its type name, message and formatted traceback."""
 
-    __slots__ = ("error", "message", "traceback", "type_name")
+    __slots__ = ("error", "type_name", "message", "traceback")
 
     def __init__(self, error: BaseException | None, type_name: str, message: str, traceback_text: str) -> None:
         self.error = error

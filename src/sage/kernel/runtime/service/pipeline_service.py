@@ -45,7 +45,7 @@ class Envelope:
     """A record of a service pipeline, the request it answers, and the inbox of the bridge that
     admitted the request (told when the request is answered)."""
 
-    __slots__ = ("inbox", "payload", "request")
+    __slots__ = ("payload", "request", "inbox")
 
     def __init__(self, payload: Any, request: ServiceRequest, inbox: BaseQueueDescriptor) -> None:
         self.payload = payload

@@ -16,7 +16,7 @@ class ServiceRequest:
     wall-clock time (`time.time()`) after which nobody waits for the answer.
     """
 
-    __slots__ = ("args", "caller", "deadline", "kwargs", "method", "request_id", "response_qd", "service")
+    __slots__ = ("request_id", "service", "method", "args", "kwargs", "deadline", "response_qd", "caller")
 
     def __init__(self, request_id: str, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  deadline: float, response_qd: BaseQueueDescriptor, caller: str) -> None:
@@ -40,7 +40,7 @@ class ServiceResponse:
     """The answer to one request: a value (`ok`), or a `PortableError` (`failure`)
     that rebuilds the service's exception in the caller."""
 
-    __slots__ = ("failure", "ok", "request_id", "value")
+    __slots__ = ("request_id", "ok", "value", "failure")
 
     def __init__(self, request_id: str, ok: bool, value: Any = None, failure: PortableError | None = None) -> None:
         self.request_id = request_id

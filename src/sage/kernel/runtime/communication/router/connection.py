@@ -13,7 +13,7 @@ class Connection:
     packets sent on it carry `target_input_index`.
     """
 
-    __slots__ = ("broadcast_index", "parallel_index", "queue_descriptor", "target_input_index", "target_name")
+    __slots__ = ("broadcast_index", "parallel_index", "target_name", "queue_descriptor", "target_input_index")
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ class Batch(WeightedItem):
     `weight == len(payloads)` records. Never empty.
     """
 
-    __slots__ = ("input_index", "keys", "payloads", "source")
+    __slots__ = ("payloads", "keys", "input_index", "source")
 
     def __init__(self, payloads: list[Any], keys: list[Any] | None = None, input_index: int = 0,
                  source: str | None = None) -> None:
@@ -90,7 +90,7 @@ class Packet:
     hash edge a keyed record goes to the instance its key hashes to.
     """
 
-    __slots__ = ("input_index", "partition_key", "partition_strategy", "payload", "timestamp")
+    __slots__ = ("payload", "input_index", "partition_key", "partition_strategy", "timestamp")
 
     def __init__(
         self,
@@ -154,7 +154,7 @@ class StopSignal:
     function may also return a `StopSignal` to end its stream.
     """
 
-    __slots__ = ("message", "payload", "source", "timestamp")
+    __slots__ = ("message", "source", "payload", "timestamp")
 
     def __init__(self, message: str = "Stop", source: str | None = None, payload: Any = None,
                  timestamp: float | None = None) -> None:
