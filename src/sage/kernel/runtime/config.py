@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from ..errors import PipelineError
+from .communication.router import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_TIMEOUT
 
 TRANSPORTS = ("python", "ray", "rpc")
 
@@ -29,8 +30,8 @@ class JobConfig:
     """
 
     queue_maxsize: int = 4096
-    batch_size: int = 256
-    buffer_timeout: float = 0.005
+    batch_size: int = DEFAULT_BATCH_SIZE
+    buffer_timeout: float = DEFAULT_BUFFER_TIMEOUT
     transport: str | None = None
     service_timeout: float = 30.0
     service_queue_maxsize: int = 4096

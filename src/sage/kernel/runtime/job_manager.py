@@ -71,7 +71,7 @@ class JobManager:
     def compile(spec: JobSpec, job_id: str, backend: Backend) -> ExecutionGraph:
         """The execution graph of `spec`, with the queues of the transport `spec` asks for on `backend`."""
         config = spec.config
-        factory = backend.queue_factory(config.transport or backend.default_transport)
+        factory = backend.queue_factory(spec.transport or backend.default_transport)
         return ExecutionGraph(job_id, spec.transformations, spec.services, factory, config.queue_maxsize,
                               config.service_queue_maxsize)
 

@@ -231,7 +231,10 @@ def _create_ray_queues(graph: ExecutionGraph) -> None:
     for service in graph.services.values():
         descriptors += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
     for descriptor in descriptors:
-        descriptor.queue_instance  # noqa: B018 (attaching creates the queue actor)
+        # Attaching creates the queue actor; trim() then drops the handle: the driver keeps none it
+        # does not use (the queue lives on in the job's namespace).
+        descriptor.queue_instance  # noqa: B018
+        descriptor.trim()
 
 
 class RayBackend:
@@ -244,7 +247,7 @@ class RayBackend:
         if not ray.is_initialized():
             raise RuntimeError("RayBackend needs ray.init() first (create_backend does it)")
         self.namespace = f"sage-kernel-{spec.name}-{uuid.uuid4().hex[:12]}"
-        self.transport = spec.transport or self.default_transport
+        self.transport = self.default_transport  # until queue_factory() is told the job's
         self._actors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._shut_down = False
@@ -253,7 +256,11 @@ class RayBackend:
         self._driver_server: Any = None
 
     def queue_factory(self, transport: str) -> QueueFactory:
-        """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces."""
+        """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces.
+
+        Remembers `transport` for `prepare()`.
+        """
+        self.transport = transport
         if transport == "ray":
             namespace = self.namespace
             return lambda queue_id, maxsize, owner: RayQueueDescriptor(maxsize=maxsize, queue_id=queue_id,
