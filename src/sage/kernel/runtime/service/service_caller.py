@@ -28,7 +28,7 @@ class _Call:
     """One pending call. A synchronous call has no future: its outcome (a `ServiceResponse` or a
     local exception) is stored here, under the caller's lock, for its waiting thread to pick up."""
 
-    __slots__ = ("future", "method", "outcome", "service", "timeout")
+    __slots__ = ("service", "method", "timeout", "future", "outcome")
 
     def __init__(self, service: str, method: str, timeout: float, future: Future[Any] | None) -> None:
         self.service = service
@@ -71,6 +71,9 @@ class ServiceCaller:
         self._reading = False
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
+        # Requests carry where to answer as a descriptor without a live queue: it crosses processes,
+        # and the service attaches to it once (see ResponseQueues).
+        self._reply_to = ctx.response_qd.to_serializable_descriptor()
 
     # ------------------------------------------------------------------ calling
     def _check(self, service: str, method: str) -> None:
@@ -146,7 +149,7 @@ class ServiceCaller:
                 self._push_deadline(deadline, request_id)
             self.calls += 1
         request = ServiceRequest(request_id, service, method, args, kwargs, time.time() + timeout,
-                                 ctx.response_qd, ctx.name)
+                                 self._reply_to, ctx.name)
         try:
             self._put_request(service, request, deadline)
         except BaseException:

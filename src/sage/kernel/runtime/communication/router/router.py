@@ -31,7 +31,7 @@ _KEYED_STRATEGIES = ("hash", "mixed")
 class _Channel:
     """One connection and the records waiting to go out on it (column-wise)."""
 
-    __slots__ = ("batch_size", "connection", "keys", "payloads", "sends_keys")
+    __slots__ = ("connection", "payloads", "keys", "sends_keys", "batch_size")
 
     def __init__(self, connection: Connection, sends_keys: bool, batch_size: int) -> None:
         self.connection = connection
@@ -76,7 +76,7 @@ class _Channel:
 class _Group:
     """One downstream transformation: its selector and one channel per instance."""
 
-    __slots__ = ("channels", "index", "selector", "strategy")
+    __slots__ = ("index", "strategy", "selector", "channels")
 
     def __init__(self, index: int, strategy: str, connections: list[Connection], batch_size: int) -> None:
         self.index = index
@@ -323,7 +323,8 @@ class BaseRouter:
 
     def get_connections_info(self) -> dict[int, dict[str, Any]]:
         """Per broadcast group: strategy, connections, target names, parallel indices, queue ids,
-        round-robin position and pending records per connection."""
+        round-robin position, and per connection the records pending here and how full its
+        queue is (`Connection.get_buffer_load()`: a round trip each for a remote queue)."""
         info = {}
         for group in self._groups:
             connections = [channel.connection for channel in group.channels]
@@ -335,6 +336,7 @@ class BaseRouter:
                 "queue_ids": [c.queue_descriptor.queue_id for c in connections],
                 "round_robin_position": getattr(group.selector, "position", None),
                 "pending": [len(channel.payloads) for channel in group.channels],
+                "buffer_loads": [c.get_buffer_load() for c in connections],
             }
         return info
 
