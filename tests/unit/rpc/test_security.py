@@ -24,7 +24,7 @@ from sage.kernel.runtime.communication.rpc.protocol import (
     encode_request,
 )
 
-from .support import over_tcp, wait_until
+from .support import over_tcp, raw_dealer, wait_until
 
 
 class LeavesAMark:
@@ -35,13 +35,6 @@ class LeavesAMark:
 
     def __reduce__(self):
         return (pathlib.Path.touch, (self.path,))
-
-
-def raw_dealer(port: int):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.linger = 0
-    sock.connect(f"tcp://127.0.0.1:{port}")
-    return sock
 
 
 def test_wrong_key_is_rejected_before_anything_is_unpickled(server, tmp_path):
@@ -59,6 +52,7 @@ def test_wrong_key_is_rejected_before_anything_is_unpickled(server, tmp_path):
     # Control: the same payload with the right key IS unpickled by the server (so the test can fail).
     friend = over_tcp(local)
     friend.put(LeavesAMark(marker))
+    friend.flush()
     assert marker.exists() and local.get(timeout=5) is None  # Path.touch returned None
     intruder.close()
     friend.close()
@@ -70,7 +64,9 @@ def test_garbage_and_truncated_frames_are_rejected_while_a_good_client_keeps_wor
         good = over_tcp(local, timeout=5.0)
         attacker = raw_dealer(server.port)
         signer = Signer(authkey.encode())
-        valid = encode_request(signer, Op.PUT, os.urandom(16), 1, 0, 0, 100, "q", dumps_items(["evil"]))
+        valid = encode_request(
+            signer, Op.DATA, os.urandom(16), 1, "q", position=1, max_items=1, maxsize=100, payload=dumps_items(["evil"])
+        )
         bad_magic = b"XXXX" + valid[4:-32]
         attacks = {
             "malformed": [
@@ -122,8 +118,8 @@ def test_client_ignores_forged_and_misdirected_replies(authkey, tmp_path):
                 continue
             identity, *frames = fake.recv_multipart()
             request = decode_request(key, frames)
-            wrong_key = encode_reply(Signer(b"w" * 32), Status.OK, request.client_id, request.seq, 1, 0, poison)
-            wrong_seq = encode_reply(key, Status.OK, request.client_id, request.seq + 7, 1, 0, poison)
+            wrong_key = encode_reply(Signer(b"w" * 32), Status.OK, request.client_id, request.seq, count=1, payload=poison)
+            wrong_seq = encode_reply(key, Status.OK, request.client_id, request.seq + 7, count=1, payload=poison)
             fake.send_multipart([identity, wrong_key])
             fake.send_multipart([identity, wrong_seq])
 
@@ -179,3 +175,35 @@ def test_a_replayed_request_cannot_redirect_a_parked_get(server):
         assert not replayer.poll(500)
     replayer.close()
     consumer.close()
+
+
+def test_a_replayed_data_message_is_not_queued_again_and_does_not_redirect_the_stream(server, monkeypatch):
+    from sage.kernel.runtime.communication.rpc import producer as producer_module
+
+    sent: list[tuple[Op, bytes]] = []
+    encode = producer_module.encode_request
+
+    def record(*args, **kwargs) -> bytes:
+        message = encode(*args, **kwargs)
+        sent.append((args[1], message))
+        return message
+
+    monkeypatch.setattr(producer_module, "encode_request", record)  # a wiretap on what the producer sends
+    local = server.create_queue("q", 10)
+    producer = over_tcp(local)
+    producer.put("once")
+    producer.flush()
+    assert local.get_many(10) == ["once"]
+    data = [message for op, message in sent if op is Op.DATA]
+    assert len(data) == 1
+
+    replayer = raw_dealer(server.port)
+    replayer.send(data[0])
+    wait_until(lambda: server.counters["duplicates"] == 1)  # its position was queued already
+    assert local.empty()
+    producer.put("next")
+    producer.flush()  # the stream's acknowledgements still reach the producer, not the replayer
+    assert local.get_many(10) == ["next"]
+    assert not replayer.poll(200)
+    replayer.close()
+    producer.close()

@@ -30,6 +30,7 @@ def test_put_get_nowait_and_sizes(pair):
     remote.put("a")
     remote.put_nowait("b")
     remote.put_many(["c", "d"])
+    remote.flush()
     assert remote.qsize() == 4 and remote.full()
     with pytest.raises(queue.Full) as full:
         remote.put_nowait("e")
@@ -53,9 +54,11 @@ def test_put_many_reports_the_accepted_prefix(pair, server):
     with pytest.raises(BatchFull) as full:
         remote.put_many([4, 5], timeout=0.1)
     assert full.value.accepted == 0
+    remote.flush()
     assert local.get_many(10) == ["old", 1, 2, 3]
     # The router's pattern: retry the rest with a short timeout; nothing lost, nothing doubled.
     remote.put_many([4, 5], timeout=0.1)
+    remote.flush()
     assert local.get_many(10) == [4, 5]
     assert server.counters["duplicates"] == 0
 
@@ -82,8 +85,8 @@ def test_blocked_remote_put_waits_for_room_and_resumes_where_it_stopped(pair, se
     done = threading.Event()
     putter = threading.Thread(target=lambda: (remote.put_many(list(range(10))), done.set()))
     putter.start()
-    assert not done.wait(0.3)  # 4 in, 6 parked on the server
-    assert local.qsize() == 4 and server.counters["parked"] == 1
+    wait_until(lambda: local.qsize() == 4 and server.counters["parked"] == 1)
+    assert not done.wait(0.3)  # 4 in, 6 waiting for credit
     got = []
     while len(got) < 10:
         got.extend(local.get_many(3, timeout=5))
@@ -141,11 +144,23 @@ def test_threads_share_one_remote_descriptor(pair):
 
 def test_unpicklable_batch_is_an_error_the_server_survives(pair, server):
     local, remote = pair
-    with pytest.raises(RPCQueueError):
-        remote.put(_Unloadable())
+    remote.put(_Unloadable())  # accepted into the stream: the server finds out
+    with pytest.raises(RPCQueueError, match="cannot unpickle"):
+        remote.flush()
     assert server.counters["bad_payload"] == 1
-    remote.put("still fine")
-    assert local.get(timeout=5) == "still fine"
+    remote.put("still fine")  # later positions still line up
+    remote.flush()
+    assert local.get(timeout=5) == "still fine" and local.empty()
+
+
+def test_an_item_that_cannot_be_pickled_is_reported_and_the_stream_goes_on(pair):
+    local, remote = pair
+    remote.put(threading.Lock())
+    with pytest.raises(ValueError, match="cannot be pickled"):
+        remote.flush()
+    remote.put("next")
+    remote.flush()
+    assert local.get_many(10) == ["next"]
 
 
 class _Unloadable:
@@ -160,9 +175,9 @@ def _fail():
 
 
 def test_a_batch_over_the_message_limit_goes_in_pieces_with_exact_accounting(authkey, monkeypatch):
-    from sage.kernel.runtime.communication.rpc import RPCQueueServer, client
+    from sage.kernel.runtime.communication.rpc import RPCQueueServer, producer
 
-    monkeypatch.setattr(client, "MAX_MESSAGE_BYTES", 4096)
+    monkeypatch.setattr(producer, "MAX_MESSAGE_BYTES", 4096)
     with RPCQueueServer(authkey=authkey, max_message_bytes=4096) as server:
         local = server.create_queue("q", 50)
         remote = over_tcp(local)
@@ -170,10 +185,16 @@ def test_a_batch_over_the_message_limit_goes_in_pieces_with_exact_accounting(aut
         with pytest.raises(BatchFull) as full:
             remote.put_many(items, timeout=0)
         assert full.value.accepted == 50
+        remote.flush()
         assert local.get_many(100) == items[:50]
-        remote.put_many(items[50:], timeout=0)
+        remote.put_many(items[50:], timeout=5)
+        remote.flush()
         assert local.get_many(100) == items[50:]
-        with pytest.raises(ValueError, match="one item"):
-            remote.put("y" * 5000)
-        assert server.counters["rejected_oversized"] == 0
+        remote.put("y" * 5000)
+        with pytest.raises(ValueError, match="over the .*-byte limit; dropped"):
+            remote.flush()
+        remote.put("z")
+        remote.flush()
+        assert local.get_many(100) == ["z"]
+        assert server.counters["rejected_oversized"] == 0 and server.counters["messages"] > 3
         remote.close()

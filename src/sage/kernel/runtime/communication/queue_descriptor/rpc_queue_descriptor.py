@@ -12,7 +12,7 @@ from typing import Any
 from .base_queue_descriptor import BaseQueueDescriptor
 
 DEFAULT_MAXSIZE = 10_000
-"""Items a queue holds before producers block (queues are bounded by default)."""
+"""Records a queue holds before producers block (queues are bounded by default)."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds within which a server that stopped answering is reported (`ConnectionError`)."""
@@ -28,10 +28,22 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
 
     The facade follows `queue.Queue`: puts block while the queue is full and
     raise `queue.Full` at their timeout (`BatchFull(accepted)` for
-    `put_many`), gets block while it is empty and raise `queue.Empty`. A
-    server that does not answer makes a call raise `ConnectionError` within
-    `timeout` seconds (a blocking call never hangs on a dead server); a server
-    restarted at the same address is reached again by the next call.
+    `put_many`), gets block while it is empty and raise `queue.Empty`.
+
+    Remote puts are flow-controlled, not acknowledged one by one: a put
+    returns once this process's stream to the server accepts the item within
+    the credit (free room) the server granted it, and `flush()` blocks until
+    the server has queued everything put before. A producer process that dies
+    may lose what it had not flushed; at a normal interpreter exit, and in
+    `close()`, the descriptor flushes. A remote get's items stay on the server
+    until this process confirms it has them, so a consumer that dies mid-get
+    loses nothing (see docs/rpc_queue.md).
+
+    A server that does not answer makes a get raise `ConnectionError` within
+    `timeout` seconds, and a put or `flush()` raise it once the stream has
+    waited `timeout` for an answer (a blocking call never hangs on a dead
+    server); a server restarted at the same address is reached again by the
+    next call.
 
     The shared key (`authkey`, else the `SAGE_KERNEL_AUTHKEY` environment
     variable, read on first remote use) never leaves this object:
@@ -39,8 +51,8 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
     shipped to another process uses that process's `SAGE_KERNEL_AUTHKEY`.
     A remote descriptor without a key raises `AuthKeyError` on first use.
 
-    `close()` closes this descriptor's sockets; the queue and its items stay
-    on the server (they live until the server stops).
+    `close()` flushes, then closes this descriptor's sockets; the queue and
+    its items stay on the server (they live until the server stops).
     """
 
     queue_type = "rpc_queue"
@@ -105,14 +117,38 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
         return self.queue_instance.get_many(max_items, timeout)
 
-    def close(self) -> None:
-        instance = self._queue
-        if instance is not None and self._instance_pid == os.getpid():
-            from ..rpc.client import RPCQueueClient
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until the server has queued every item this process put through this descriptor.
 
-            if isinstance(instance, RPCQueueClient):
-                instance.close()
-        super().close()
+        Local attach needs no flush (puts are in the queue when they return).
+        Raises `TimeoutError` after `timeout` seconds, `ConnectionError` when
+        the server stopped answering (items not confirmed may be lost), and
+        `RPCQueueError` or `ValueError` when items could not travel.
+        """
+        client = self._client()
+        if client is not None:
+            client.flush(timeout)
+
+    def close(self) -> None:
+        """Flush (within `timeout`), then close this descriptor's sockets; raises what `flush` raises.
+
+        The sockets are closed and the cached client dropped even when the flush fails.
+        """
+        client = self._client()
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            super().close()
+
+    def _client(self) -> Any:
+        """The network client this process made, or None (local attach, not used yet, or inherited by fork)."""
+        instance = self._queue
+        if instance is None or self._instance_pid != os.getpid():
+            return None
+        from ..rpc.client import RPCQueueClient
+
+        return instance if isinstance(instance, RPCQueueClient) else None
 
     def _config(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "timeout": self.timeout}

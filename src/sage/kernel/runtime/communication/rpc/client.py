@@ -1,15 +1,19 @@
 """The client side of the RPC queue: `queue.Queue`-like calls on a queue of a remote server.
 
-Each thread gets its own DEALER socket and client id (ZeroMQ sockets are not
-thread-safe), so a task thread and a listener thread can share one client.
+Puts go into this process's producer stream (see `producer.py`): they return
+once the stream accepts them within its credit, and `flush()` waits for the
+server to confirm them. When the stream is idle, the calling thread sends
+what it put itself, on its own socket, ahead of its next request.
 
-A call sends one request and waits for its reply. A blocking call is cut into
-requests the server parks for at most `timeout / 2` each, and every request
-must be answered within `timeout / 2` after its park time, so a server that
-is gone is noticed within `timeout` seconds, however long the caller is
-willing to block. While it waits, the client re-sends the same request (same
-sequence number) every `timeout / 6`: a reply lost with a broken connection
-is then answered again from the server's memory, never executed twice.
+Gets and `qsize()` are requests on the calling thread's own DEALER socket
+(ZeroMQ sockets are not thread-safe), each answered by one reply. A blocking
+get is cut into requests the server parks for at most `timeout / 2` each,
+and every request must be answered within `timeout / 2` after its park time,
+so a server that is gone is noticed within `timeout` seconds, however long
+the caller is willing to block. While it waits, the client re-sends the same
+request (same sequence number) every `timeout / 6`; the server answers a copy
+from memory, so a get is never executed twice. A get's items stay on the
+server, unconfirmed, until the client confirms them right after it has them.
 """
 
 from __future__ import annotations
@@ -25,30 +29,25 @@ import zmq
 
 from ..queue_descriptor.base_queue_descriptor import BatchFull, effective_timeout
 from .auth import Signer
+from .producer import ProducerStream, RPCQueueError
 from .protocol import (
-    MAX_MESSAGE_BYTES,
     MAX_QUEUE_ID_BYTES,
     Op,
     ProtocolError,
     Reply,
     Status,
     decode_reply,
-    dumps_items,
     encode_request,
     loads_items,
-    request_header_size,
 )
 
+__all__ = ["RPCQueueClient", "RPCQueueError"]
 
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
-class RPCQueueError(RuntimeError):
-    """The server answered with an error (for example, it could not unpickle a batch)."""
-
-
 class _Channel:
-    """One thread's socket, client id and sequence number."""
+    """One thread's request socket, client id and sequence number."""
 
     __slots__ = ("client_id", "seq", "socket")
 
@@ -66,15 +65,18 @@ class _Channel:
 class RPCQueueClient:
     """Puts and gets on queue `queue_id` of the server at `host:port`.
 
-    Follows `queue.Queue`: a put on a full queue blocks, or raises `queue.Full`
-    at its timeout (`BatchFull` with the accepted count for `put_many`); a get
-    on an empty queue blocks, or raises `queue.Empty`. Blocking waits happen on
-    the server, so a blocked caller does not spin.
+    Follows `queue.Queue`: a put that finds no credit (the queue is full)
+    blocks, or raises `queue.Full` at its timeout (`BatchFull` with the
+    accepted count for `put_many`); a get on an empty queue blocks, or raises
+    `queue.Empty`. Blocking waits happen on the server, so a blocked caller
+    does not spin.
 
     A server that does not answer (down, unreachable, or rejecting a wrong
-    key) makes the call raise `ConnectionError` within `timeout` seconds; the
-    outcome of that call is then unknown. The next call uses a fresh socket,
-    so a server restarted on the same port is reached again.
+    key) makes a get raise `ConnectionError` within `timeout` seconds, and
+    the next put or `flush()` once the producer stream has waited `timeout`
+    for an answer; the outcome of that call, and of puts not flushed, is then
+    unknown. Later calls use fresh sockets and a fresh stream, so a server
+    restarted on the same port is reached again.
     """
 
     def __init__(self, host: str, port: int, queue_id: str, maxsize: int, authkey: bytes, timeout: float) -> None:
@@ -85,79 +87,96 @@ class RPCQueueClient:
         self.maxsize = maxsize
         self.timeout = timeout
         self._signer = Signer(authkey)
-        self._max_payload = MAX_MESSAGE_BYTES - request_header_size(queue_id)
         self._grace = timeout / 2
         self._resend_interval = timeout / 6
+        self._producer = ProducerStream(self.endpoint, queue_id, maxsize, self._signer, timeout)
         self._local = threading.local()
         self._channels: list[_Channel] = []
         self._channels_lock = threading.Lock()
 
     # ------------------------------------------------------------------ queue API
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """Put one item; `queue.Full` when there is no room within the timeout."""
+        """Accept one item for the queue; `queue.Full` when no credit comes within the timeout.
+
+        Returns once the item is in this process's stream to the server, not
+        once the server has it: `flush()` waits for that.
+        """
         try:
-            self.put_many([item], effective_timeout(block, timeout))
+            self._send_own(self._producer.put(item, effective_timeout(block, timeout)))
         except BatchFull:
             raise queue.Full from None
+
+    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
+        """Accept all `items` in order; `BatchFull(accepted)` at the timeout (None = wait forever).
+
+        The first `accepted` items are in the stream and will be queued once;
+        the caller sends only `items[accepted:]` again.
+        """
+        if items:
+            self._send_own(self._producer.put_many(items if isinstance(items, list) else list(items), timeout))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until the server has queued every item this client accepted so far.
+
+        `TimeoutError` after `timeout` seconds; `ConnectionError` when the
+        server stopped answering (unconfirmed items may be lost);
+        `RPCQueueError` or `ValueError` when items could not travel.
+        """
+        self._producer.flush(timeout)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return one item; `queue.Empty` when none comes within the timeout."""
         return self.get_many(1, effective_timeout(block, timeout))[0]
 
-    def put_many(self, items: list[Any], timeout: float | None = None) -> None:
-        """Put all `items` in order; `BatchFull(accepted)` at the timeout (None = wait forever).
-
-        A batch that pickles to more than the message limit goes in several
-        messages; a single item that does raises `ValueError`.
-        """
-        if items:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            self._put(list(items), deadline, 0)
-
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
-        """Return 1 to `max_items` items; `queue.Empty` when none comes within the timeout."""
+        """Return 1 to `max_items` items; `queue.Empty` when none comes within the timeout.
+
+        Raises `RPCQueueError` when the items cannot be unpickled here; they
+        are confirmed (and so gone) first, or they would come back forever.
+        """
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             reply = self._call(Op.GET, self._park_time(deadline), max_items=max_items)
             if reply.status is Status.OK:
-                return loads_items(reply.payload)
-            if self._expired(deadline):
+                self._confirm()
+                try:
+                    return loads_items(reply.payload)
+                except Exception as exc:
+                    raise RPCQueueError(
+                        f"{self.endpoint} queue {self.queue_id!r}: cannot unpickle {reply.count} item(s): {exc!r}"
+                    ) from exc
+            if reply.status is Status.EMPTY and self._expired(deadline):
                 raise queue.Empty
+            # EMPTY with time left: park again. RETRY: the items went back to the queue; ask again.
 
     def qsize(self) -> int:
-        """Number of items in the remote queue (one round trip)."""
+        """Number of records in the remote queue (one round trip)."""
         return self._call(Op.QSIZE, 0.0).qsize
 
     def close(self) -> None:
-        """Close every thread's socket. Calls made later open new ones."""
-        with self._channels_lock:
-            for channel in self._channels:
-                channel.close()
-            self._channels.clear()
-            self._local = threading.local()
+        """Flush (within `timeout`), stop the sender thread and close every socket; raises what `flush` raises.
+
+        The sockets are closed even when the flush fails. Calls made later
+        open new ones.
+        """
+        try:
+            self._producer.close(self.timeout)
+        finally:
+            with self._channels_lock:
+                for channel in self._channels:
+                    channel.close()
+                self._channels.clear()
+                self._local = threading.local()
 
     # ------------------------------------------------------------------ internals
-    def _put(self, items: list[Any], deadline: float | None, offset: int) -> None:
-        payload = dumps_items(items)
-        if len(payload) > self._max_payload:
-            if len(items) == 1:
-                raise ValueError(f"one item pickles to {len(payload)} bytes, over the {self._max_payload}-byte limit")
-            half = len(items) // 2
-            self._put(items[:half], deadline, offset)
-            self._put(items[half:], deadline, offset + half)
-            return
-        accepted = 0
-        while True:
-            reply = self._call(Op.PUT, self._park_time(deadline), payload=payload)
-            accepted += reply.count
-            if reply.status is Status.OK:
-                return
-            if self._expired(deadline):
-                raise BatchFull(offset + accepted)
-            if reply.count:
-                payload = dumps_items(items[accepted:])
+    def _send_own(self, messages: list[bytes]) -> None:
+        """Send the stream's messages the producer left to this thread (it was idle) on this thread's socket."""
+        if messages:
+            sock = self._channel().socket
+            for message in messages:
+                self._send(sock, message)
 
     def _park_time(self, deadline: float | None) -> float:
         if deadline is None:
@@ -184,12 +203,13 @@ class RPCQueueClient:
             channel.socket = sock
         return channel
 
-    def _call(self, op: Op, wait: float, max_items: int = 0, payload: bytes = b"") -> Reply:
+    def _call(self, op: Op, wait: float, max_items: int = 0) -> Reply:
         """Send one request, re-sending it until its reply comes; raise if none comes in time."""
         channel = self._channel()
         channel.seq += 1
         message = encode_request(
-            self._signer, op, channel.client_id, channel.seq, wait, max_items, self.maxsize, self.queue_id, payload
+            self._signer, op, channel.client_id, channel.seq, self.queue_id, wait=wait, max_items=max_items,
+            lease=self.timeout, maxsize=self.maxsize,
         )
         sock = channel.socket
         now = time.monotonic()
@@ -216,6 +236,18 @@ class RPCQueueClient:
             if reply.client_id != channel.client_id or reply.seq != channel.seq:
                 continue  # a late answer to an earlier, already answered copy
             return self._check(reply)
+
+    def _confirm(self) -> None:
+        """Tell the server this thread has the items of its latest get (no answer comes back).
+
+        If this message is lost, the client's next request confirms them too;
+        only a client that sends nothing more within its lease gets them back
+        on the queue.
+        """
+        channel = self._channel()
+        self._send(channel.socket, encode_request(
+            self._signer, Op.CONFIRM, channel.client_id, channel.seq, self.queue_id, lease=self.timeout,
+        ))
 
     @staticmethod
     def _send(sock: Any, message: bytes) -> None:

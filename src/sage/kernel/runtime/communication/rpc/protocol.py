@@ -1,29 +1,52 @@
 """The wire format of the RPC queue: one-frame messages, authenticated before parsing.
 
-Every message, request or reply, is one ZeroMQ frame (the server's ROUTER
-socket adds the peer's routing id in front)::
+Every message, from a client or from the server, is one ZeroMQ frame (the
+server's ROUTER socket adds the peer's routing id in front)::
 
     header | payload | mac
 
-    header   fixed-size struct (below), then the UTF-8 queue id for requests
-    payload  pickled list of items (put requests, get replies), an error text, or nothing
+    header   fixed-size struct (below), then the UTF-8 queue id for client messages
+    payload  pickled list of items (DATA messages, get replies), an error text, or nothing
     mac      HMAC-SHA256(key, header + payload), the last 32 bytes
 
-Request header (little-endian): magic ``b"SQq1"``, op (u8), client id (16 bytes),
-sequence number (u64), server-side wait in milliseconds (u32), max items (u32),
-queue maxsize for creation on first touch (u64), queue id length (u16).
+A client speaks on two kinds of channel, each with its own random 16-byte
+client id and its own message numbers (`seq`):
 
-Reply header: magic ``b"SQr1"``, status (u8), client id, sequence number of the
-request it answers, count (u32: items accepted by a put, items in a get reply)
-and the queue's size after the operation (u64).
+- a producer *stream* (one per client object and process, driven by a sender
+  thread): DATA carries items at consecutive positions, CREDIT asks for
+  credit, gives unused credit back, or just shows the producer is alive. Every
+  stream message has a new `seq`, re-sends included.
+- a *request* channel (one per calling thread): GET and QSIZE are answered by
+  one reply; a re-sent request repeats its `seq`. CONFIRM tells the server the
+  consumer has the items of GET `seq`.
 
-The two magics differ, so a captured request can never pass as a reply. The
-client id and sequence number inside the authenticated reply header bind a
-reply to one request of one client.
+Client message header (little-endian, `<4sB16sQQQQQIIIIIQH`, 91 bytes), then the queue id:
 
-Decoding checks the frame count and size, then the MAC, and only then parses
-the header; payloads are unpickled by the caller after that. One frame rather
-than three: each extra frame costs more than copying a small payload once.
+    magic b"SQq2", op (u8), client id (16 bytes), seq (u64),
+    position (u64)  DATA: position of its first item; CREDIT: the first position not acknowledged
+    weight (u64)    records (see `item_weight`) the stream sent before `position`
+    wanted (u64)    records the stream wants credit for, counted from its start
+    base (u64)      the credit limit the stream kept when it gave credit back last
+    epoch (u32)     how often the stream gave credit back
+    incarnation (u32) the server instance the stream has talked to (0: none yet)
+    wait (u32)      GET: milliseconds the server may park it
+    max_items (u32) GET: the most items to return; DATA: the number of items
+    lease (u32)     the client's timeout in milliseconds (the server's leases follow it)
+    maxsize (u64)   the queue's maxsize, used if this message creates it
+    queue id length (u16)
+
+Server message header (`<4sBB16sQQQIIQ`, 62 bytes): magic b"SQr2", status (u8),
+flags (u8: RECALL asks a stream for its unused credit), client id, seq (the
+request answered; for a stream, its latest message the server handled), count
+(items in a get reply; for a stream, the last position queued), limit (a
+stream's credit limit in records), epoch (of that limit), incarnation (random
+per server start), and the queue's size.
+
+The two magics differ, so a client message never passes as a server message.
+The client id and `seq` inside an authenticated header bind a reply to one
+request of one client. Decoding checks the frame count and size, then the MAC,
+and only then parses the header; payloads are unpickled by the caller after
+that.
 """
 
 from __future__ import annotations
@@ -36,36 +59,45 @@ from typing import Any
 
 from .auth import MAC_SIZE, Signer
 
-REQUEST_MAGIC = b"SQq1"
-REPLY_MAGIC = b"SQr1"
+REQUEST_MAGIC = b"SQq2"
+REPLY_MAGIC = b"SQr2"
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest header + payload a server accepts; clients split bigger batches."""
 
-MAX_WAIT_MS = 2**32 - 1
+MAX_U32 = 2**32 - 1
 MAX_QUEUE_ID_BYTES = 2**16 - 1
 
-_REQUEST = struct.Struct("<4sB16sQIIQH")
-_REPLY = struct.Struct("<4sB16sQIQ")
+_REQUEST = struct.Struct("<4sB16sQQQQQIIIIIQH")
+_REPLY = struct.Struct("<4sBB16sQQQIIQ")
 
 
 class Op(IntEnum):
-    """What a request asks for."""
+    """What a client message asks for."""
 
-    PUT = 1
-    GET = 2
-    QSIZE = 3
+    DATA = 1  # stream: queue these items
+    CREDIT = 2  # stream: grant me credit, take back what I do not use, or just: I am alive
+    GET = 3  # request: take up to max_items items
+    CONFIRM = 4  # request: I have the items of GET `seq`
+    QSIZE = 5  # request: how many records are queued
+
+
+STREAM_OPS = (Op.DATA, Op.CREDIT)
 
 
 class Status(IntEnum):
-    """How a request ended."""
+    """How a request ended, or the state of a stream."""
 
     OK = 0
-    FULL = 1  # a put that ran out of time; `count` items were accepted
-    EMPTY = 2  # a get that ran out of time with nothing to return
-    ERROR = 3  # the payload is an error text
-    SHUTDOWN = 4  # the server is stopping
+    EMPTY = 1  # a get that ran out of time with nothing to return
+    ERROR = 2  # the payload is an error text
+    SHUTDOWN = 3  # the server is stopping
+    RETRY = 4  # the items of this get went back to the queue; ask again with a new request
+    RESET = 5  # the server does not know this stream (it restarted): its unconfirmed items are lost
 
+
+FLAG_RECALL = 1
+"""Set on a stream state: other producers wait for credit; give back what you do not use."""
 
 _OPS = dict(Op._value2member_map_)
 _STATUSES = dict(Status._value2member_map_)
@@ -81,11 +113,20 @@ class ProtocolError(Exception):
 
 @dataclass(slots=True)
 class Request:
+    """A client message, authenticated and parsed (see the module docs for the fields)."""
+
     op: Op
     client_id: bytes
     seq: int
+    position: int
+    weight: int
+    wanted: int
+    base: int
+    epoch: int
+    incarnation: int
     wait: float
     max_items: int
+    lease: float
     maxsize: int
     queue_id: str
     payload: memoryview
@@ -93,10 +134,16 @@ class Request:
 
 @dataclass(slots=True)
 class Reply:
+    """A server message, authenticated and parsed (see the module docs for the fields)."""
+
     status: Status
+    flags: int
     client_id: bytes
     seq: int
     count: int
+    limit: int
+    epoch: int
+    incarnation: int
     qsize: int
     payload: memoryview
 
@@ -120,8 +167,12 @@ def loads_items(payload: bytes | memoryview) -> list[Any]:
 
 
 def request_header_size(queue_id: str) -> int:
-    """Bytes of a request's header for `queue_id` (what the payload must leave room for)."""
+    """Bytes of a client message's header for `queue_id` (what the payload must leave room for)."""
     return _REQUEST.size + len(queue_id.encode("utf-8"))
+
+
+def _ms(seconds: float) -> int:
+    return min(MAX_U32, max(0, round(seconds * 1000)))
 
 
 def encode_request(
@@ -129,16 +180,26 @@ def encode_request(
     op: Op,
     client_id: bytes,
     seq: int,
-    wait: float,
-    max_items: int,
-    maxsize: int,
     queue_id: str,
+    *,
+    position: int = 0,
+    weight: int = 0,
+    wanted: int = 0,
+    base: int = 0,
+    epoch: int = 0,
+    incarnation: int = 0,
+    wait: float = 0.0,
+    max_items: int = 0,
+    lease: float = 0.0,
+    maxsize: int = 0,
     payload: bytes = b"",
 ) -> bytes:
-    """One request message. `wait` (seconds) is how long the server may park it."""
+    """One client message. `wait` and `lease` are in seconds."""
     qid = queue_id.encode("utf-8")
-    wait_ms = min(MAX_WAIT_MS, max(0, round(wait * 1000)))
-    header = _REQUEST.pack(REQUEST_MAGIC, op, client_id, seq, wait_ms, max_items, maxsize, len(qid)) + qid
+    header = _REQUEST.pack(
+        REQUEST_MAGIC, op, client_id, seq, position, weight, wanted, base, epoch, incarnation,
+        _ms(wait), max_items, _ms(lease), maxsize, len(qid),
+    ) + qid
     return b"".join((header, payload, signer.sign(header, payload)))
 
 
@@ -147,12 +208,17 @@ def encode_reply(
     status: Status,
     client_id: bytes,
     seq: int,
+    *,
+    flags: int = 0,
     count: int = 0,
+    limit: int = 0,
+    epoch: int = 0,
+    incarnation: int = 0,
     qsize: int = 0,
     payload: bytes = b"",
 ) -> bytes:
-    """One reply message."""
-    header = _REPLY.pack(REPLY_MAGIC, status, client_id, seq, count, qsize)
+    """One server message."""
+    header = _REPLY.pack(REPLY_MAGIC, status, flags, client_id, seq, count, limit, epoch, incarnation, qsize)
     return b"".join((header, payload, signer.sign(header, payload)))
 
 
@@ -173,9 +239,10 @@ def _authenticate(signer: Signer, frames: list[bytes], header_size: int, max_byt
 
 
 def decode_request(signer: Signer, frames: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Request:
-    """Authenticate and parse a request (`frames` without the routing id); `ProtocolError` if rejected."""
+    """Authenticate and parse a client message (`frames` without the routing id); `ProtocolError` if rejected."""
     body = _authenticate(signer, frames, _REQUEST.size, max_bytes)
-    magic, op, client_id, seq, wait_ms, max_items, maxsize, qid_len = _REQUEST.unpack_from(body)
+    (magic, op, client_id, seq, position, weight, wanted, base, epoch, incarnation,
+     wait_ms, max_items, lease_ms, maxsize, qid_len) = _REQUEST.unpack_from(body)
     op = _OPS.get(op)
     qid_end = _REQUEST.size + qid_len
     if magic != REQUEST_MAGIC or op is None or qid_end > len(body):
@@ -184,28 +251,22 @@ def decode_request(signer: Signer, frames: list[bytes], max_bytes: int = MAX_MES
         queue_id = str(body[_REQUEST.size : qid_end], "utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("malformed", "queue id is not UTF-8") from None
-    return Request(op, client_id, seq, wait_ms / 1000, max_items, maxsize, queue_id, body[qid_end:])
+    return Request(
+        op, client_id, seq, position, weight, wanted, base, epoch, incarnation, wait_ms / 1000, max_items,
+        lease_ms / 1000, maxsize, queue_id, body[qid_end:],
+    )
 
 
 def decode_reply(signer: Signer, frames: list[bytes]) -> Reply:
-    """Authenticate and parse a reply; `ProtocolError` when it is rejected.
+    """Authenticate and parse a server message; `ProtocolError` when it is rejected.
 
     Replies have no size limit here: a client only receives answers to its own
     requests, bounded by the `max_items` it asked for.
     """
     body = _authenticate(signer, frames, _REPLY.size, None)
-    magic, status, client_id, seq, count, qsize = _REPLY.unpack_from(body)
+    magic, status, flags, client_id, seq, count, limit, epoch, incarnation, qsize = _REPLY.unpack_from(body)
     status = _STATUSES.get(status)
     if magic != REPLY_MAGIC or status is None:
         raise ProtocolError("malformed", "bad reply header")
-    return Reply(status, client_id, seq, count, qsize, body[_REPLY.size :])
+    return Reply(status, flags, client_id, seq, count, limit, epoch, incarnation, qsize, body[_REPLY.size :])
 
-
-def recv_frames(sock: Any, flags: int = 0) -> list[bytes]:
-    """Receive one whole multipart message, whatever its frame count (a leaner `recv_multipart`)."""
-    frame = sock.recv(flags, copy=False)
-    frames = [frame.bytes]
-    while frame.more:
-        frame = sock.recv(copy=False)
-        frames.append(frame.bytes)
-    return frames

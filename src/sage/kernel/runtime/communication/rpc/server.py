@@ -1,17 +1,24 @@
 """The RPC queue server: named bounded queues in this process, served over ZeroMQ.
 
 One I/O thread owns the ROUTER socket and does all network work: it
-authenticates and answers requests, parks the ones that must wait, and
-answers those when the queue changes or their wait ends. It never blocks on a
-queue, so one slow queue never holds up another. Callers' threads only start,
-stop and create queues; local threads use the hosted queues directly.
+authenticates messages, queues what producers send within their credit,
+grants credit as room frees, answers gets (parking those that must wait), and
+runs the timers. It never blocks on a queue, so one slow queue never holds up
+another. Callers' threads only start, stop and create queues; local threads
+use the hosted queues directly.
 
-Every client (one per thread of a descriptor) has an id and numbers its
-requests. The server remembers each client's last sequence number and the
-reply it sent, so a request the client re-sends after a lost reply is answered
-again from memory, never executed twice. Only a request newer than the
-client's last one changes where its replies go, so a replayed copy can
-neither redirect a parked reply nor receive one.
+Producers send on *streams*: items carry consecutive positions, so a re-sent
+message is queued once, and every message the server handles is answered,
+in batches, by the stream's state (last position queued, credit limit).
+
+Consumers send *requests*. A get's items stay unconfirmed until the consumer
+confirms them (explicitly, or by any newer request); if it does not within
+its lease, or its reply cannot be delivered (ROUTER_MANDATORY reports a peer
+that is gone), they go back to the front of the queue, in order.
+
+Replay safety: only an authenticated message newer than its client's last one
+may change where that client's replies go. A copy of an older or the current
+message is ignored or answered to the address the client last used.
 """
 
 from __future__ import annotations
@@ -20,21 +27,24 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import socket
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
 from ..queue_descriptor.rpc_queue_descriptor import DEFAULT_MAXSIZE, DEFAULT_TIMEOUT, RPCQueueDescriptor
 from . import local
 from .auth import Signer, resolve_authkey
-from .hosted_queue import HostedQueue, Parked
+from .hosted_queue import HostedQueue, ParkedGet, Stream
 from .protocol import (
+    FLAG_RECALL,
     MAX_MESSAGE_BYTES,
+    STREAM_OPS,
     Op,
     ProtocolError,
     Request,
@@ -43,7 +53,6 @@ from .protocol import (
     dumps_items,
     encode_reply,
     loads_items,
-    recv_frames,
 )
 
 log = logging.getLogger(__name__)
@@ -51,37 +60,74 @@ log = logging.getLogger(__name__)
 POLL_CAP = 1.0
 """Seconds: the I/O loop re-checks its stop flag at least this often."""
 
+BURST = 64
+"""Messages handled before the stream states they produced are sent."""
+
 RCVHWM = 64
 """Messages ZeroMQ buffers per peer before it stops reading that peer's socket."""
 
 COUNTERS = (
     "messages",  # every message received, good or bad
-    "requests",  # authenticated requests executed
-    "replies",
-    "duplicates",  # re-sent requests answered from memory
-    "stale",  # re-sent requests older than the client's latest, ignored
+    "requests",  # authenticated messages handled (stream messages and requests)
+    "replies",  # messages sent: replies, answers from memory, stream states
+    "duplicates",  # re-sent requests answered from memory, and items a producer sent again
+    "stale",  # copies of messages older than their client's latest: ignored (replays, late re-sends)
     "rejected_malformed",  # wrong frame count, short or bad header
     "rejected_oversized",  # more than max_message_bytes
     "rejected_auth",  # MAC does not match the key: never parsed, never unpickled
     "bad_payload",  # authenticated, but the batch would not unpickle
     "evicted_clients",
-    "abandoned",  # parked requests dropped because their client sent a newer one (it gave up waiting)
-    "errors",  # unexpected exceptions while serving one request
+    "abandoned",  # parked gets dropped because their client sent a newer request (it gave up waiting)
+    "unreachable",  # messages to a peer that is gone (ROUTER_MANDATORY): what it was given is taken back
+    "overflows",  # messages dropped because the peer does not read (its pipe is full): it asks again
+    "returned",  # items a consumer never confirmed, put back at the front of their queue
+    "lease_expired",  # gets whose items went back because the consumer did not confirm in time
+    "recalls",  # producers asked to give back unused credit because others wait for it
+    "revoked",  # producers whose unused credit was taken back (gone, or silent past their lease)
+    "unknown_streams",  # data on a stream the server does not know (it restarted): refused with RESET
+    "errors",  # unexpected exceptions while serving one message
 )
 
 _WILDCARD_HOSTS = ("0.0.0.0", "*")
-_SNDMORE = int(zmq.SNDMORE)  # a plain int: flag arithmetic on pyzmq's enum costs more than a send
+_SNDMORE = int(zmq.SNDMORE)  # plain ints: flag arithmetic on pyzmq's enums costs more than a send
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+
+
+def _recv_frames(sock: Any) -> list[bytes]:
+    """Receive one whole multipart message that is known to be waiting, whatever its frame count."""
+    frames = [sock.recv()]
+    while sock.getsockopt(_RCVMORE):
+        frames.append(sock.recv())
+    return frames
+
+
+@dataclass(slots=True, eq=False)
+class _Timer:
+    action: Callable[[], None]
+    cancelled: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Unconfirmed:
+    """Items a get reply carried that its consumer has not confirmed yet."""
+
+    queue: HostedQueue
+    items: list[Any]
+    timer: _Timer | None = None
 
 
 @dataclass(slots=True, eq=False)
 class _Client:
-    """What the server remembers of one client: where to answer, its last request and reply."""
+    """What the server remembers of one request channel: where to answer, its last request and reply."""
 
     client_id: bytes
     identity: bytes
     seq: int = 0
-    reply: bytes | None = None  # None while its latest request is parked
-    parked: Any = None  # its latest request while it waits on a queue
+    reply: bytes | None = None  # the answer to `seq`; None while it is parked
+    parked: ParkedGet | None = None
+    unconfirmed: _Unconfirmed | None = None
+    lease: float = DEFAULT_TIMEOUT
 
 
 class RPCQueueServer:
@@ -94,13 +140,13 @@ class RPCQueueServer:
     into descriptors (defaults to `host`, or this machine's name when binding
     to all interfaces).
 
-    Limits: a request bigger than `max_message_bytes` is rejected and counted;
-    the server remembers at most `max_clients` clients (the least recently
-    active idle ones are forgotten first).
+    Limits: a message bigger than `max_message_bytes` is rejected and counted;
+    the server remembers at most `max_clients` request channels and as many
+    producer streams (idle ones are forgotten first).
 
     Use as a context manager, or call `start()` and `stop()`. Queues are
-    created by `create_queue()`, or by the first request that names them (with
-    the maxsize that request carries). `stop()` drops every queued item.
+    created by `create_queue()`, or by the first message that names them (with
+    the maxsize that message carries). `stop()` drops every queued item.
     """
 
     def __init__(
@@ -115,6 +161,8 @@ class RPCQueueServer:
     ) -> None:
         self._key = resolve_authkey(authkey)
         self._signer = Signer(self._key)
+        # Tells producers that this is not the server they sent to before a restart (never 0: "none yet").
+        self._incarnation = int.from_bytes(os.urandom(4), "little") or 1
         self.host = host
         self.advertise_host = advertise_host or (socket.gethostname() if host in _WILDCARD_HOSTS else host)
         self.max_message_bytes = max_message_bytes
@@ -124,9 +172,11 @@ class RPCQueueServer:
         self._queues: dict[str, HostedQueue] = {}
         self._queues_lock = threading.Lock()
         self._clients: OrderedDict[bytes, _Client] = OrderedDict()
-        self._timers: list[tuple[float, int, Parked]] = []
+        self._streams: OrderedDict[bytes, Stream] = OrderedDict()
+        self._to_tell: dict[bytes, Stream] = {}  # streams whose new state is sent after this burst
+        self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_order = itertools.count()
-        self._finished_timers = 0
+        self._cancelled_timers = 0
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._sock: Any = None
         self._thread: threading.Thread | None = None
@@ -177,7 +227,7 @@ class RPCQueueServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Answer parked requests with "shutting down", stop the I/O thread, drop the queues.
+        """Tell waiting clients "shutting down", stop the I/O thread, drop the queues.
 
         Idempotent. Waits up to `timeout` for the thread to finish.
         """
@@ -226,12 +276,20 @@ class RPCQueueServer:
 
     @property
     def counters(self) -> dict[str, int]:
-        """A snapshot of the server's counters (see `COUNTERS`), plus current clients, queues and parked requests."""
+        """A snapshot of the server's counters (see `COUNTERS`), plus current numbers.
+
+        `clients` (request channels), `streams` (producer streams), `queues`,
+        `parked` (remote gets waiting for items and producers waiting for
+        credit) and `unconfirmed` (get replies not confirmed yet).
+        """
         snapshot = dict(self._counters)
         queues = list(self._queues.values())
-        snapshot["clients"] = len(self._clients)
+        clients = list(self._clients.values())
+        snapshot["clients"] = len(clients)
+        snapshot["streams"] = len(self._streams)
         snapshot["queues"] = len(queues)
-        snapshot["parked"] = sum(len(q.parked_puts) + len(q.parked_gets) for q in queues)
+        snapshot["parked"] = sum(len(q.parked_gets) + len(q.starved) for q in queues)
+        snapshot["unconfirmed"] = sum(c.unconfirmed is not None for c in clients)
         return snapshot
 
     def _wake(self) -> None:
@@ -246,6 +304,9 @@ class RPCQueueServer:
         sock = zmq.Context.instance().socket(zmq.ROUTER)
         sock.linger = 0
         sock.rcvhwm = RCVHWM
+        # A send to a peer that is gone fails at once instead of vanishing, so a
+        # get's items go straight back to the queue.
+        sock.router_mandatory = 1
         # A client that reconnects keeps its routing id; its new connection takes over.
         sock.router_handover = 1
         # ZeroMQ disconnects a peer whose frame is far over the limit, so memory
@@ -264,7 +325,7 @@ class RPCQueueServer:
         try:
             self._serve()
         finally:
-            self._shutdown_parked()
+            self._shutdown_waiters()
             sock.close(linger=0)
 
     def _serve(self) -> None:
@@ -278,17 +339,17 @@ class RPCQueueServer:
             if wake_fd in events:
                 self._drain_wake()
                 for hosted in list(self._queues.values()):
-                    if hosted.has_parked:
-                        hosted.serve_parked(self._answer)
+                    if hosted.has_waiters:
+                        self._serve_waiters(hosted)
             if sock in events:
-                # One message per turn: polling again costs no more than asking whether another waits.
-                try:
-                    frames = recv_frames(sock, zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
-                else:
-                    self._handle(frames)
+                # Up to BURST messages while more are waiting (asking costs less than a failed recv).
+                for _ in range(BURST):
+                    self._handle(_recv_frames(sock))
+                    if not sock.getsockopt(_EVENTS) & _POLLIN:
+                        break
             self._expire_timers()
+            if self._to_tell:
+                self._tell_streams()
 
     def _drain_wake(self) -> None:
         try:
@@ -312,147 +373,357 @@ class RPCQueueServer:
             log.debug("rejected a message: %s", exc)
             return
         try:
-            self._dispatch(frames[0], request)
+            if request.op in STREAM_OPS:
+                self._on_stream(frames[0], request)
+            else:
+                self._on_request(frames[0], request)
         except Exception:
-            # One bad request must not take the server down for everyone else.
+            # One bad message must not take the server down for everyone else.
             self._counters["errors"] += 1
-            log.exception("RPC queue server failed to serve a %s request on queue %r", request.op.name, request.queue_id)
+            log.exception("RPC queue server failed to serve a %s message on queue %r", request.op.name, request.queue_id)
 
-    def _dispatch(self, identity: bytes, request: Request) -> None:
-        client = self._clients.get(request.client_id)
-        if client is None:
-            client = self._clients[request.client_id] = _Client(request.client_id, identity)
-            self._evict_clients()
-        else:
-            self._clients.move_to_end(request.client_id)
-            if request.seq < client.seq:
-                self._counters["stale"] += 1
-                return
-            if request.seq == client.seq:
-                # A re-send, or a replay by whoever captured it: answered to where the
-                # client's replies go, never to the sender of the copy.
-                self._counters["duplicates"] += 1
-                if client.reply is not None:
-                    self._send(client.identity, client.reply)
-                return
-        # A newer request: only now may the address of the client's replies change.
-        client.identity = identity
-        self._abandon(client)
-        client.seq = request.seq
-        client.reply = None
-        self._counters["requests"] += 1
-        hosted = self.attach_queue(request.queue_id, request.maxsize)
-        if request.op is Op.QSIZE:
-            self._reply(client, Status.OK, qsize=hosted.qsize())
-            return
-        if request.op is Op.PUT:
-            try:
-                items = loads_items(request.payload)
-            except Exception as exc:
-                self._counters["bad_payload"] += 1
-                self._reply(client, Status.ERROR, payload=f"the server cannot unpickle the batch: {exc!r}".encode())
-                return
-            parked = Parked(hosted, client, Op.PUT, items=items)
-        elif request.max_items < 1:
-            self._reply(client, Status.ERROR, payload=b"max_items must be >= 1")
-            return
-        else:
-            parked = Parked(hosted, client, Op.GET, max_items=request.max_items)
-        client.parked = parked
-        hosted.park(parked)
-        hosted.serve_parked(self._answer)
-        if parked.done:
-            return
-        if request.wait <= 0:
-            hosted.unpark(parked)
-            self._answer_timeout(parked)
-        else:
-            parked.deadline = time.monotonic() + request.wait
-            heapq.heappush(self._timers, (parked.deadline, next(self._timer_order), parked))
+    def _send(self, identity: bytes, message: bytes) -> bool:
+        """Send one message; False when the peer is gone (the caller takes back what it gave it).
 
-    def _abandon(self, client: _Client) -> None:
-        """Drop the client's parked request when it sends a newer one.
-
-        The client only moves on after giving up on the old request (its
-        timeout passed, it raised `ConnectionError`), so nobody waits for that
-        answer: a parked get must not take items nobody will read, and its
-        late reply must not be taken for the answer to the newer request.
-        Items a parked put already placed stay queued (the client was told the
-        outcome is unknown).
+        A peer whose pipe is full (it does not read) loses the message, as a
+        broken connection would: it asks again, and is answered again.
         """
-        parked, client.parked = client.parked, None
-        if parked is None or parked.done:
-            return
-        parked.queue.unpark(parked)
-        parked.done = True
-        if parked.deadline is not None:
-            self._finished_timers += 1
-        self._counters["abandoned"] += 1
-
-    def _evict_clients(self) -> None:
-        while len(self._clients) > self.max_clients:
-            idle = next((cid for cid, c in self._clients.items() if c.reply is not None), None)
-            if idle is None:
-                return
-            del self._clients[idle]
-            self._counters["evicted_clients"] += 1
-
-    def _answer(self, parked: Parked, items: list[Any]) -> None:
-        """Answer a parked request that finished (all items put, or items got)."""
-        parked.done = True
-        if parked.deadline is not None:
-            self._finished_timers += 1
-        hosted = parked.queue
-        if parked.op is Op.PUT:
-            self._reply(parked.client, Status.OK, count=parked.accepted, qsize=hosted.qsize())
-            return
         try:
-            payload = dumps_items(items)
-        except Exception as exc:
-            self._counters["errors"] += 1
-            self._reply(parked.client, Status.ERROR, payload=f"the server cannot pickle the items: {exc!r}".encode())
-            return
-        self._reply(parked.client, Status.OK, count=len(items), qsize=hosted.qsize(), payload=payload)
+            self._sock.send(identity, _SNDMORE | _NOBLOCK)
+            self._sock.send(message, _NOBLOCK)
+        except zmq.Again:
+            self._counters["overflows"] += 1
+            return True
+        except zmq.ZMQError:  # EHOSTUNREACH: no connected peer has this routing id (ROUTER_MANDATORY)
+            self._counters["unreachable"] += 1
+            return False
+        self._counters["replies"] += 1
+        return True
 
-    def _answer_timeout(self, parked: Parked) -> None:
-        parked.done = True
-        status = Status.FULL if parked.op is Op.PUT else Status.EMPTY
-        self._reply(parked.client, status, count=parked.accepted, qsize=parked.queue.qsize())
+    # ------------------------------------------------------------------ timers
+    def _schedule(self, delay: float, action: Callable[[], None]) -> _Timer:
+        timer = _Timer(action)
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_order), timer))
+        return timer
+
+    def _cancel(self, timer: _Timer | None) -> None:
+        if timer is not None and not timer.cancelled:
+            timer.cancelled = True
+            self._cancelled_timers += 1
 
     def _expire_timers(self) -> None:
         timers = self._timers
         now = time.monotonic()
         while timers and timers[0][0] <= now:
-            parked = heapq.heappop(timers)[2]
-            if parked.done:
-                self._finished_timers -= 1
+            timer = heapq.heappop(timers)[2]
+            if timer.cancelled:
+                self._cancelled_timers -= 1
                 continue
-            parked.queue.unpark(parked)
-            self._answer_timeout(parked)
-        # Requests finished early leave their timers behind; drop them in bulk.
-        if self._finished_timers > 64 and self._finished_timers * 2 > len(timers):
-            self._timers = [t for t in timers if not t[2].done]
+            timer.cancelled = True  # fired: a later cancel must not count it
+            timer.action()
+        # Cancelled timers stay in the heap; drop them in bulk once they are most of it.
+        if self._cancelled_timers > 64 and self._cancelled_timers * 2 > len(timers):
+            self._timers = [t for t in timers if not t[2].cancelled]
             heapq.heapify(self._timers)
-            self._finished_timers = 0
+            self._cancelled_timers = 0
 
-    def _reply(self, client: _Client, status: Status, count: int = 0, qsize: int = 0, payload: bytes = b"") -> None:
-        client.reply = encode_reply(self._signer, status, client.client_id, client.seq, count, qsize, payload)
-        self._send(client.identity, client.reply)
+    # ------------------------------------------------------------------ consumers: requests
+    def _on_request(self, identity: bytes, request: Request) -> None:
+        client = self._clients.get(request.client_id)
+        if client is None:
+            if request.op is Op.CONFIRM:
+                self._counters["stale"] += 1  # confirms a reply this server never sent (it restarted)
+                return
+            client = self._clients[request.client_id] = _Client(request.client_id, identity)
+            self._evict_clients()
+        else:
+            self._clients.move_to_end(request.client_id)
+            if request.seq == client.seq and request.op is Op.CONFIRM:
+                self._confirm(client)
+                return
+            if request.seq == client.seq:
+                # A re-send (or a replay): answered from memory, to where the client's replies go.
+                self._counters["duplicates"] += 1
+                if client.reply is not None:
+                    self._send(client.identity, client.reply)
+                return
+            if request.seq < client.seq or request.op is Op.CONFIRM:
+                self._counters["stale"] += 1
+                return
+        # A newer request: only now may the address of the client's replies change.
+        client.identity = identity
+        self._confirm(client)  # the client moved on, so it has the previous reply
+        self._abandon(client)
+        client.seq = request.seq
+        client.reply = None
+        client.lease = request.lease or DEFAULT_TIMEOUT
+        self._counters["requests"] += 1
+        hosted = self.attach_queue(request.queue_id, request.maxsize)
+        if request.op is Op.QSIZE:
+            self._reply(client, Status.OK, qsize=hosted.qsize())
+            return
+        if request.max_items < 1:
+            self._reply(client, Status.ERROR, payload=b"max_items must be >= 1")
+            return
+        get = ParkedGet(hosted, client, request.max_items)
+        client.parked = get
+        hosted.park(get)
+        self._serve_waiters(hosted)
+        if get.done:
+            return
+        if request.wait <= 0:
+            self._get_timed_out(get)
+        else:
+            get.timer = self._schedule(request.wait, lambda: self._get_timed_out(get))
 
-    def _send(self, identity: bytes, message: bytes) -> None:
-        # A ROUTER drops messages to peers that are gone; the client re-sends and gets the remembered reply.
-        self._sock.send(identity, _SNDMORE)
-        self._sock.send(message)
-        self._counters["replies"] += 1
+    def _reply(self, client: _Client, status: Status, *, count: int = 0, qsize: int = 0, payload: bytes = b"") -> bool:
+        client.reply = encode_reply(
+            self._signer, status, client.client_id, client.seq, count=count, qsize=qsize, payload=payload
+        )
+        return self._send(client.identity, client.reply)
 
-    def _shutdown_parked(self) -> None:
+    def _answer_get(self, get: ParkedGet, items: list[Any]) -> None:
+        """Send a parked get the items it took; they stay unconfirmed until the consumer confirms them."""
+        get.done = True
+        self._cancel(get.timer)
+        client, hosted = get.client, get.queue
+        client.parked = None
+        try:
+            payload = dumps_items(items)
+        except Exception as exc:
+            self._counters["errors"] += 1
+            self._reply(client, Status.ERROR, payload=f"the server cannot pickle the items: {exc!r}".encode())
+            return
+        if self._reply(client, Status.OK, count=len(items), qsize=hosted.qsize(), payload=payload):
+            unconfirmed = _Unconfirmed(hosted, items)
+            unconfirmed.timer = self._schedule(client.lease, lambda: self._lease_expired(client, unconfirmed))
+            client.unconfirmed = unconfirmed
+        else:
+            self._give_back(client, hosted, items)
+
+    def _get_timed_out(self, get: ParkedGet) -> None:
+        get.done = True
+        get.client.parked = None
+        get.queue.unpark(get)
+        self._reply(get.client, Status.EMPTY, qsize=get.queue.qsize())
+
+    def _confirm(self, client: _Client) -> None:
+        unconfirmed, client.unconfirmed = client.unconfirmed, None
+        if unconfirmed is not None:
+            self._cancel(unconfirmed.timer)
+
+    def _lease_expired(self, client: _Client, unconfirmed: _Unconfirmed) -> None:
+        if client.unconfirmed is unconfirmed:
+            client.unconfirmed = None
+            self._counters["lease_expired"] += 1
+            self._give_back(client, unconfirmed.queue, unconfirmed.items)
+            self._serve_waiters(unconfirmed.queue)
+
+    def _give_back(self, client: _Client, hosted: HostedQueue, items: list[Any]) -> None:
+        """Return a get's items to the front of the queue; a copy of that get is told to ask again.
+
+        Called while the queue's waiters are being served, the loop that is
+        serving them hands the items on to the next parked get.
+        """
+        hosted.restore(items)
+        self._counters["returned"] += len(items)
+        client.reply = encode_reply(self._signer, Status.RETRY, client.client_id, client.seq, qsize=hosted.qsize())
+
+    def _abandon(self, client: _Client) -> None:
+        """Drop the client's parked get when it sends a newer request.
+
+        The client only moves on after giving up on the old request (its
+        timeout passed, it raised `ConnectionError`), so nobody waits for that
+        answer: the get must not take items nobody will read, and its late
+        reply must not be taken for the answer to the newer request.
+        """
+        get, client.parked = client.parked, None
+        if get is None or get.done:
+            return
+        get.done = True
+        get.queue.unpark(get)
+        self._cancel(get.timer)
+        self._counters["abandoned"] += 1
+
+    def _evict_clients(self) -> None:
+        while len(self._clients) > self.max_clients:
+            idle = next(
+                (cid for cid, c in self._clients.items() if c.reply is not None and c.unconfirmed is None), None
+            )
+            if idle is None:
+                return
+            del self._clients[idle]
+            self._counters["evicted_clients"] += 1
+
+    # ------------------------------------------------------------------ producers: streams
+    def _on_stream(self, identity: bytes, message: Request) -> None:
+        """A producer's DATA or CREDIT message.
+
+        DATA may come from any socket of the producer's process (a caller
+        sends its own first message after a pause); positions say what is
+        new. CREDIT comes from the producer's sender thread, and only a CREDIT
+        newer than the stream's last one moves where the stream's state goes.
+        A demand (`wanted`) counts only from the newest message.
+        """
+        stream = self._streams.get(message.client_id)
+        if stream is None:
+            if message.op is Op.DATA or message.incarnation not in (0, self._incarnation):
+                # Data this server granted no credit for, or a stream another server (before a
+                # restart) knew: its unacknowledged items may be lost or queued there. Tell the
+                # producer; queue nothing.
+                self._counters["unknown_streams"] += 1
+                self._send(identity, encode_reply(
+                    self._signer, Status.RESET, message.client_id, message.seq, incarnation=self._incarnation
+                ))
+                return
+            hosted = self.attach_queue(message.queue_id, message.maxsize)
+            stream = Stream(
+                message.client_id, hosted, identity, message.position, message.weight, message.weight, message.epoch,
+                lease=message.lease or DEFAULT_TIMEOUT, last_heard=time.monotonic(),
+            )
+            self._streams[message.client_id] = stream
+            hosted.producers[stream.stream_id] = stream
+            self._evict_streams()  # never this one: it was just heard
+        else:
+            if message.op is Op.CREDIT and message.seq <= stream.credit_seq:
+                self._counters["stale"] += 1
+                return
+            self._streams.move_to_end(message.client_id)
+            hosted = stream.queue
+        if message.op is Op.CREDIT:
+            stream.identity = identity
+            stream.credit_seq = message.seq
+        newest = message.seq > stream.seq
+        stream.seq = max(stream.seq, message.seq)
+        stream.lease = message.lease or DEFAULT_TIMEOUT
+        stream.last_heard = time.monotonic()
+        self._counters["requests"] += 1
+        if stream.recalled:
+            stream.recalled = False
+            self._cancel(stream.recall_timer)
+        if message.epoch > stream.epoch:
+            # The producer gave back its unused credit: it keeps `base`, what it had sent by then.
+            stream.epoch = message.epoch
+            hosted.set_limit(stream, message.base)
+        if message.position == stream.next_position and message.weight > stream.arrived:
+            # Records of items the server skipped count as arrived: their room is free again.
+            hosted.count_arrived(stream, message.weight)
+        if message.op is Op.DATA:
+            self._accept(stream, message)
+        if newest and message.epoch == stream.epoch:
+            stream.wanted = message.wanted
+        if stream.wanted > stream.limit:
+            hosted.starve(stream)
+        self._to_tell[stream.stream_id] = stream
+        self._serve_waiters(hosted)
+        if hosted.starved:
+            self._recall(hosted)
+
+    def _accept(self, stream: Stream, message: Request) -> None:
+        """Queue the items of a DATA message that are new (a re-sent message may overlap what arrived)."""
+        first, count = message.position, message.max_items
+        if first > stream.next_position or first + count <= stream.next_position:
+            # A gap (an earlier message was lost: the producer sends it again) or all seen already.
+            self._counters["duplicates"] += count if first < stream.next_position else 0
+            return
+        if not message.payload:
+            stream.next_position = first + count  # items the producer could not send (it reports them)
+            return
+        try:
+            items = loads_items(message.payload)
+            if len(items) != count:
+                raise ValueError(f"{len(items)} items, the header says {count}")
+        except Exception as exc:
+            self._counters["bad_payload"] += 1
+            stream.error = f"the server cannot unpickle a batch of {count} item(s): {exc!r}"
+            stream.next_position = first + count
+            return
+        skip = stream.next_position - first
+        self._counters["duplicates"] += skip
+        stream.next_position = first + count
+        stream.queue.arrive(stream, items[skip:] if skip else items)
+
+    def _recall(self, hosted: HostedQueue) -> None:
+        """Ask producers that hold unused credit for it back, because others wait for credit.
+
+        Every producer but the first in line for credit is asked: one that is
+        itself waiting for more (an item heavier than its credit) gives back
+        what it holds too and keeps its place, so two of them never sit on
+        halves of the room each needs. A producer that is gone is found out
+        when its state cannot be sent; one that stays silent past its lease
+        loses the credit anyway.
+        """
+        first = hosted.starved[0]
+        for stream in hosted.producers.values():
+            if stream.unused and stream is not first and not stream.recalled:
+                stream.recalled = True
+                stream.recall_timer = self._schedule(stream.lease, lambda s=stream: self._revoke(s))
+                self._to_tell[stream.stream_id] = stream
+                self._counters["recalls"] += 1
+
+    def _revoke(self, stream: Stream) -> None:
+        """Take back a stream's unused credit (its producer is gone, or did not answer a recall)."""
+        stream.recalled = False
+        self._cancel(stream.recall_timer)
+        if stream.unused:
+            self._counters["revoked"] += 1
+            stream.queue.set_limit(stream, stream.arrived)
+            self._serve_waiters(stream.queue)
+
+    def _tell_streams(self) -> None:
+        """Send every stream touched since the last call its state: acknowledgement and credit in one message."""
+        streams, self._to_tell = self._to_tell, {}
+        for stream in streams.values():
+            status, payload = Status.OK, b""
+            if stream.error:
+                status, payload, stream.error = Status.ERROR, stream.error.encode(), ""
+            message = encode_reply(
+                self._signer, status, stream.stream_id, stream.seq,
+                flags=FLAG_RECALL if stream.recalled else 0, count=stream.next_position - 1,
+                limit=stream.limit, epoch=stream.epoch, incarnation=self._incarnation,
+                qsize=stream.queue.qsize(), payload=payload,
+            )
+            if not self._send(stream.identity, message):
+                # The producer is gone: it wants nothing more, and its unused credit is free again.
+                stream.wanted = stream.limit
+                self._revoke(stream)
+
+    def _evict_streams(self) -> None:
+        """Forget the least recently heard streams beyond `max_clients`, among those safe to forget.
+
+        Safe: no credit outstanding, none wanted, and silent for two leases,
+        so the producer holds no unacknowledged items it could send again.
+        """
+        now = time.monotonic()
+        while len(self._streams) > self.max_clients:
+            idle = next(
+                (sid for sid, s in self._streams.items()
+                 if not s.unused and not s.starved and now - s.last_heard > 2 * s.lease),
+                None,
+            )
+            if idle is None:
+                return
+            stream = self._streams.pop(idle)
+            stream.queue.forget(stream)
+            self._counters["evicted_clients"] += 1
+
+    # ------------------------------------------------------------------ both
+    def _serve_waiters(self, hosted: HostedQueue) -> None:
+        hosted.serve_waiters(self._answer_get, self._granted)
+
+    def _granted(self, stream: Stream) -> None:
+        self._to_tell[stream.stream_id] = stream
+
+    def _shutdown_waiters(self) -> None:
         for hosted in list(self._queues.values()):
-            for parked in [*hosted.parked_puts, *hosted.parked_gets]:
-                parked.done = True
-                self._reply(parked.client, Status.SHUTDOWN, count=parked.accepted)
-            hosted.parked_puts.clear()
+            for get in list(hosted.parked_gets):
+                get.done = True
+                self._reply(get.client, Status.SHUTDOWN)
+            for stream in hosted.producers.values():
+                self._send(stream.identity, encode_reply(self._signer, Status.SHUTDOWN, stream.stream_id, stream.seq))
             hosted.parked_gets.clear()
-            hosted.has_parked = False
+            hosted.starved.clear()
+            hosted.has_waiters = False
 
     def __repr__(self) -> str:
         state = f"port={self._port}" if self._port is not None else "not started"
