@@ -69,3 +69,16 @@ def test_a_newer_request_confirms_the_previous_reply(server, authkey):
     assert server.counters["unconfirmed"] == 0 and server.counters["returned"] == 0
     assert local.get_many(10) == ["b"]
     sock.close()
+
+
+def test_a_consumer_that_keeps_asking_confirms_with_its_requests_and_close_confirms_the_last(server):
+    local = server.create_queue("q", 100)
+    consumer = over_tcp(local, timeout=60.0)  # a confirmation of its own would wait 15 s
+    local.put_many(list(range(10)))
+    assert [consumer.get(timeout=10) for _ in range(10)] == list(range(10))
+    counters = server.counters
+    assert counters["messages"] == 10  # ten gets, no confirmation messages: each get confirmed the one before
+    assert counters["unconfirmed"] == 1  # the last reply waits for the next request, or the confirmer
+    consumer.close()
+    wait_until(lambda: server.counters["unconfirmed"] == 0)
+    assert server.counters["returned"] == 0

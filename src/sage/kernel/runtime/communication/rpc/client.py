@@ -13,7 +13,8 @@ so a server that is gone is noticed within `timeout` seconds, however long
 the caller is willing to block. While it waits, the client re-sends the same
 request (same sequence number) every `timeout / 6`; the server answers a copy
 from memory, so a get is never executed twice. A get's items stay on the
-server, unconfirmed, until the client confirms them right after it has them.
+server, unconfirmed, until the client confirms it has them: by its next
+request, or else by a CONFIRM that `confirmer.py` sends `timeout / 4` later.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import zmq
 
 from ..queue_descriptor.base_queue_descriptor import BatchFull, effective_timeout
 from .auth import Signer
+from .confirmer import confirmer
 from .producer import ProducerStream, RPCQueueError
 from .protocol import (
     MAX_QUEUE_ID_BYTES,
@@ -47,14 +49,22 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 
 class _Channel:
-    """One thread's request socket, client id and sequence number."""
+    """One thread's request socket, client id and sequence number.
 
-    __slots__ = ("client_id", "seq", "socket")
+    `unconfirmed` is the sequence number of the latest get whose items the
+    server has not been told this client has (0: none), `received_at` when
+    they came; `confirm_due` belongs to the confirmer.
+    """
+
+    __slots__ = ("client_id", "seq", "socket", "unconfirmed", "received_at", "confirm_due")
 
     def __init__(self) -> None:
         self.client_id = os.urandom(16)
         self.seq = 0
         self.socket: Any = None
+        self.unconfirmed = 0
+        self.received_at = 0.0
+        self.confirm_due = False
 
     def close(self) -> None:
         if self.socket is not None:
@@ -132,7 +142,7 @@ class RPCQueueClient:
         """Return 1 to `max_items` items; `queue.Empty` when none comes within the timeout.
 
         Raises `RPCQueueError` when the items cannot be unpickled here; they
-        are confirmed (and so gone) first, or they would come back forever.
+        count as received (and so gone), or they would come back forever.
         """
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items!r}")
@@ -140,7 +150,7 @@ class RPCQueueClient:
         while True:
             reply = self._call(Op.GET, self._park_time(deadline), max_items=max_items)
             if reply.status is Status.OK:
-                self._confirm()
+                self._received(reply.seq)
                 try:
                     return loads_items(reply.payload)
                 except Exception as exc:
@@ -156,16 +166,19 @@ class RPCQueueClient:
         return self._call(Op.QSIZE, 0.0).qsize
 
     def close(self) -> None:
-        """Flush (within `timeout`), stop the sender thread and close every socket; raises what `flush` raises.
+        """Flush (within `timeout`), confirm the last gets, stop the sender thread and close every socket.
 
-        The sockets are closed even when the flush fails. Calls made later
-        open new ones.
+        Raises what `flush` raises; the sockets are closed even when the
+        flush fails. Calls made later open new ones.
         """
         try:
             self._producer.close(self.timeout)
         finally:
             with self._channels_lock:
                 for channel in self._channels:
+                    if channel.unconfirmed and channel.socket is not None:
+                        self._send(channel.socket, self._confirmation(channel, channel.unconfirmed))
+                        channel.unconfirmed = 0
                     channel.close()
                 self._channels.clear()
                 self._local = threading.local()
@@ -207,6 +220,7 @@ class RPCQueueClient:
         """Send one request, re-sending it until its reply comes; raise if none comes in time."""
         channel = self._channel()
         channel.seq += 1
+        channel.unconfirmed = 0  # this request confirms the previous reply
         message = encode_request(
             self._signer, op, channel.client_id, channel.seq, self.queue_id, wait=wait, max_items=max_items,
             lease=self.timeout, maxsize=self.maxsize,
@@ -237,17 +251,15 @@ class RPCQueueClient:
                 continue  # a late answer to an earlier, already answered copy
             return self._check(reply)
 
-    def _confirm(self) -> None:
-        """Tell the server this thread has the items of its latest get (no answer comes back).
-
-        If this message is lost, the client's next request confirms them too;
-        only a client that sends nothing more within its lease gets them back
-        on the queue.
-        """
+    def _received(self, seq: int) -> None:
+        """Note that this thread has the items of get `seq`: its next request, or the confirmer, tells the server."""
         channel = self._channel()
-        self._send(channel.socket, encode_request(
-            self._signer, Op.CONFIRM, channel.client_id, channel.seq, self.queue_id, lease=self.timeout,
-        ))
+        channel.received_at = time.monotonic()
+        channel.unconfirmed = seq
+        confirmer().confirm_later(self.endpoint, self._signer, self.queue_id, channel, self.timeout / 4)
+
+    def _confirmation(self, channel: _Channel, seq: int) -> bytes:
+        return encode_request(self._signer, Op.CONFIRM, channel.client_id, seq, self.queue_id)
 
     @staticmethod
     def _send(sock: Any, message: bytes) -> None:

@@ -17,13 +17,12 @@ or producers wait, so the local hot path costs one attribute read.
 
 from __future__ import annotations
 
-import queue
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..queue_descriptor.base_queue_descriptor import item_weight
 from ..queue_descriptor.python_queue_descriptor import BatchQueue
+from .protocol import records
 
 UNBOUNDED_CREDIT = 2**62
 """Credit an unbounded queue (maxsize 0) offers: more than any producer asks for."""
@@ -135,10 +134,21 @@ class HostedQueue(BatchQueue):
     # ------------------------------------------------------------------ I/O thread only
     def take(self, max_items: int) -> list[Any]:
         """Up to `max_items` items, oldest first, without waiting ([] when empty)."""
-        try:
-            return BatchQueue.get_many(self, max_items, 0)
-        except queue.Empty:
-            return []
+        with self.mutex:
+            pending = self.queue
+            if not pending:
+                return []
+            if max_items >= len(pending):
+                items = list(pending)
+                pending.clear()
+                self.weight = 0
+            else:
+                popleft = pending.popleft
+                items = [popleft() for _ in range(max_items)]
+                self.weight -= records(items)
+            if self.maxsize > 0:
+                self.not_full.notify_all()  # room for local producers too
+            return items
 
     def restore(self, items: list[Any]) -> None:
         """Put `items` back at the front, in their order (a consumer never confirmed them).
@@ -147,13 +157,13 @@ class HostedQueue(BatchQueue):
         """
         with self.mutex:
             self.queue.extendleft(reversed(items))
-            self.weight += sum(map(item_weight, items))
+            self.weight += records(items)
             self.unfinished_tasks += len(items)
             self.not_empty.notify(len(items))
 
     def arrive(self, stream: Stream, items: list[Any]) -> None:
         """Queue `items` a producer sent within its credit (never blocks: the room was reserved)."""
-        weight = sum(map(item_weight, items))
+        weight = records(items)
         with self.mutex:
             self.queue.extend(items)
             self.weight += weight

@@ -49,7 +49,7 @@ from typing import Any
 
 import zmq
 
-from ..queue_descriptor.base_queue_descriptor import BatchFull, WeightedItem, item_weight
+from ..queue_descriptor.base_queue_descriptor import BatchFull, WeightedItem
 from .auth import Signer
 from .protocol import (
     FLAG_RECALL,
@@ -61,6 +61,7 @@ from .protocol import (
     decode_reply,
     dumps_items,
     encode_request,
+    records,
     request_header_size,
 )
 
@@ -198,7 +199,7 @@ class ProducerStream:
             generation = self._generation
             done = self._accept(items, 0)
             while done < count:
-                need = sum(map(item_weight, items[done:]))
+                need = records(items[done:])
                 self._backlog += need
                 self._demands += 1
                 demand = self._demands
@@ -388,7 +389,7 @@ class ProducerStream:
         return sents, problems
 
     def _pack_chunk(self, items: list[Any], first: int, weight: int, sents: list[_Sent], problems: list[str]) -> int:
-        weight_after = weight + sum(map(item_weight, items))
+        weight_after = weight + records(items)
         try:
             payload = dumps_items(items)
             problem = None if len(payload) <= self._max_payload else (

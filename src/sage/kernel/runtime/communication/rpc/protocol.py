@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from ..queue_descriptor.base_queue_descriptor import WeightedItem
 from .auth import MAC_SIZE, Signer
 
 REQUEST_MAGIC = b"SQq2"
@@ -146,6 +147,15 @@ class Reply:
     incarnation: int
     qsize: int
     payload: memoryview
+
+
+def records(items: list[Any]) -> int:
+    """The records `items` stand for (see `item_weight`): their count, corrected for batch items.
+
+    Equal to `sum(map(item_weight, items))`, at half the cost on the hot
+    paths: most items are not `WeightedItem`s.
+    """
+    return len(items) + sum([item.weight - 1 for item in items if isinstance(item, WeightedItem)])
 
 
 def dumps_items(items: list[Any]) -> bytes:
