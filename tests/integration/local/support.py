@@ -37,7 +37,7 @@ def join_task_threads(job: Job, timeout: float = 5.0) -> dict[str, str]:
     a cancel the other tasks are told to stop and exit within their idle
     wait. This joins their threads so a test can look at where they ended.
     """
-    handles = job.run._control.tasks
+    handles = job.run._control.dispatcher.tasks
     for handle in handles.values():
         handle.thread.join(timeout)
         assert not handle.thread.is_alive(), f"task {handle.name} still running {timeout} s after the job ended"
@@ -46,7 +46,7 @@ def join_task_threads(job: Job, timeout: float = 5.0) -> dict[str, str]:
 
 def input_queue(job: Job, task_name: str) -> Any:
     """The live input queue (a `BatchQueue`) of one task of a local job."""
-    return job.run._control.graph.nodes[task_name].input_qd.queue_instance
+    return job.run._control.dispatcher.graph.nodes[task_name].input_qd.queue_instance
 
 
 def wait_until_producer_blocked(q: Any, timeout: float = JOB_TIMEOUT) -> None:

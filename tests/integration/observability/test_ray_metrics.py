@@ -23,7 +23,7 @@ def test_a_ray_job_reports_shares_rates_and_prometheus_text(ray_cluster) -> None
     assert job.wait(120) == "finished"
 
     metrics = job.metrics()
-    assert set(metrics) == {"from_batch_0", "map_0", "sink_0"}
+    assert set(metrics) == {"from_batch_0", "map_0", "sink_0", "job"}
     assert_shares_add_up(metrics)
     assert metrics["map_0"]["records_in"] == metrics["sink_0"]["records_in"] == 3000
     assert metrics["map_0"]["operator"] == "map" and metrics["map_0"]["parallel_index"] == 0

@@ -50,7 +50,7 @@ def assert_cleaned_up(job: Job) -> None:
     GCS: the `ray.util.state` API needs the dashboard, which the test Ray runs
     without.
     """
-    backend = job.run._control.backend
+    backend = job.run._control.dispatcher.backend
     backend.shutdown()
     ours = {actor._actor_id.hex() for actor in backend._actors.values()}
     assert not ours & alive_actor_ids(), f"actors of {job.job_id} still alive: {sorted(ours & alive_actor_ids())}"

@@ -56,7 +56,7 @@ def test_killing_a_task_actor_fails_the_job_naming_it_within_ten_seconds():
         job = env.submit()
         ray.get(latch.wait.remote(), timeout=60)
         killed_at = time.monotonic()
-        ray.kill(job.run._control.tasks["SignalFirst_0"].actor, no_restart=True)
+        ray.kill(job.run._control.dispatcher.tasks["SignalFirst_0"].actor, no_restart=True)
         with pytest.raises(JobFailedError) as info:
             finish(job, timeout=DEATH_NOTICE)
         assert time.monotonic() - killed_at < DEATH_NOTICE

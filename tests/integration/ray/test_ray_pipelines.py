@@ -84,7 +84,7 @@ def test_two_jobs_at_once_keep_to_their_own_queues_and_leave_nothing_behind():
     for label, job in jobs.items():
         assert sorted(i for job_id, lab, i in out if job_id == job.job_id) == list(range(300))
         assert {lab for job_id, lab, _ in out if job_id == job.job_id} == {label}
-    first, second = (job.run._control for job in jobs.values())
+    first, second = (job.run._control.dispatcher for job in jobs.values())
     assert first.backend.namespace != second.backend.namespace
     assert not set(first.graph.queue_owners) & set(second.graph.queue_owners)
     for job in jobs.values():
@@ -106,7 +106,7 @@ def test_a_dozen_actors_start_with_no_cpu_reserved_and_resources_reach_their_act
     results = stream.map(Placement).map(Placement, resources={"num_cpus": 1}).collect()
     job = env.submit()
     assert finish(job) == "finished"
-    assert len(job.run._control.tasks) == 13
+    assert len(job.run._control.dispatcher.tasks) == 13
 
     out = list(results)
     assert len(out) == 60

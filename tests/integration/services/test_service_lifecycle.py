@@ -195,7 +195,7 @@ def test_cancelling_the_job_ends_a_task_waiting_on_a_call() -> None:
     try:
         assert gauge.entered.wait(JOB_TIMEOUT)  # the call is sent and its caller waits
         job.cancel()
-        task = job.run._control.tasks["Probe_0"]
+        task = job.run._control.dispatcher.tasks["Probe_0"]
         task.thread.join(AT_ONCE)  # the waiting call re-checks the cancel flag within its listen wait
         assert not task.thread.is_alive()
         assert task.task.status == "cancelled"
@@ -219,7 +219,7 @@ def test_requests_still_queued_when_a_service_stops_are_answered_with_service_st
     env.from_batch([0]).map(Probe, body).sink(lambda x: None)
     job = env.submit()
     try:
-        service = job.run._control.services["meter"].task
+        service = job.run._control.dispatcher.services["meter"].task
         assert service.ctx.stop_event.wait(JOB_TIMEOUT)  # every task has finished: the service is stopping
     finally:
         release.set()

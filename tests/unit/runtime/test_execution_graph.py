@@ -5,8 +5,8 @@ from __future__ import annotations
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import CoMapFunction
 from sage.kernel.runtime.backend.local_backend import LocalBackend
+from sage.kernel.runtime.compile import compile_graph
 from sage.kernel.runtime.graph import ExecutionGraph
-from sage.kernel.runtime.job_manager import JobManager
 
 
 class Both(CoMapFunction):
@@ -18,7 +18,7 @@ class Both(CoMapFunction):
 
 
 def compile_env(env: LocalEnvironment) -> ExecutionGraph:
-    return JobManager.compile(env.job_spec(), "job-under-test", LocalBackend())
+    return compile_graph(env.job_spec(), "job-under-test", LocalBackend())
 
 
 def test_one_node_per_transformation_and_parallel_index() -> None:

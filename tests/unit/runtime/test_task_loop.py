@@ -17,9 +17,9 @@ from sage.kernel import LocalEnvironment, StopSignal
 from sage.kernel.api.function import MapFunction
 from sage.kernel.runtime.backend.local_backend import LocalBackend
 from sage.kernel.runtime.communication.router import Batch, Packet
+from sage.kernel.runtime.compile import compile_graph
 from sage.kernel.runtime.dispatcher import Dispatcher
 from sage.kernel.runtime.job import JobRun
-from sage.kernel.runtime.job_manager import JobManager
 from sage.kernel.runtime.task import Task, TaskFailure
 
 TIMEOUT = 10.0
@@ -51,8 +51,9 @@ class TaskUnderTest:
             stream = stream.keyby(lambda x: x)
         stream.map(Plus, 10, self.closed, on_error=on_error).sink(print)
         backend = LocalBackend()
-        self.graph = JobManager.compile(env.job_spec(), f"task-loop-{id(self)}", backend)
-        dispatcher = Dispatcher(JobRun(self.graph.job_id, env.name), self.graph, backend, env.config)
+        self.graph = compile_graph(env.job_spec(), f"task-loop-{id(self)}", backend)
+        dispatcher = Dispatcher(JobRun(self.graph.job_id, env.name), self.graph, backend, env.config,
+                                on_end=lambda *_: None)
         node = self.graph.nodes["Plus_0"]
         self.task = Task(dispatcher.task_context("Plus_0"), node.spec)
         self.input = node.input_qd

@@ -152,31 +152,39 @@ class BaseEnvironment:
         """Check the whole pipeline; raise `PipelineError` or warn, naming the operator."""
         if not self.transformations:
             raise PipelineError(f"environment {self.name!r}: the pipeline has no operators")
+        if self.config.checkpointing:
+            for t in self.transformations:
+                if t.is_source and not t.detached:
+                    _check_resumable(t)
         consumed = {id(t) for tr in self.transformations for t in tr.inputs}
         for t in self.transformations:
             if t.kind not in ("sink", "collect") and id(t) not in consumed:
                 warnings.warn(f"operator {t.basename!r} ({t.kind}) has no sink downstream: its output is discarded",
                               stacklevel=3)
 
-    def job_spec(self) -> JobSpec:
+    def job_spec(self, resume: bool = True) -> JobSpec:
         """The plain description of this environment's job that the runtime runs (see `JobSpec`)."""
         return JobSpec(self.name, self.backend, list(self.transformations), dict(self.services), self.config,
-                       self._backend_options())
+                       self._backend_options(), resume)
 
     def _backend_options(self) -> dict[str, Any]:
         return {}
 
-    def submit(self, autostop: bool = False) -> Job:
+    def submit(self, autostop: bool = False, resume: bool = True) -> Job:
         """Start the pipeline and return its `Job` handle.
 
         With `autostop=True`, block until the bounded job has finished and
-        raise `JobFailedError` if it failed. Submitting an environment twice
-        raises `PipelineError`.
+        raise `JobFailedError` if it failed. With checkpoints, a job whose
+        `checkpoint_dir` holds a complete checkpoint of an unfinished job of
+        the same name resumes from it; `resume=False` starts over. Submitting
+        an environment twice raises `PipelineError`, and so does a pipeline
+        whose checkpoint would not fit (another shape) or that cannot be
+        checkpointed (a source that cannot resume).
         """
         if self._job is not None:
             raise PipelineError(f"environment {self.name!r} was already submitted (job {self._job.job_id})")
         self.validate()
-        self._job = Job(job_manager().submit(self.job_spec()))
+        self._job = Job(job_manager().submit(self.job_spec(resume)))
         for results in self._results:
             results._bind(self._job)
         if autostop:
@@ -188,3 +196,20 @@ class LocalEnvironment(BaseEnvironment):
     """Runs the pipeline on threads in this process (the embedded default)."""
 
     backend = "local"
+
+
+def _check_resumable(t: Transformation) -> None:
+    """Refuse a source a checkpointed job could not restart from its snapshot position."""
+    if t.function_class is IterableBatchFunction:
+        if not isinstance(t.args[0], Sequence):
+            raise PipelineError(
+                f"operator {t.basename!r}: a {type(t.args[0]).__name__} cannot be replayed after a failure, so a job "
+                f"with checkpoints cannot use it as a source; pass a list, tuple or range, or a "
+                f"BatchFunction/SourceFunction class with get_state() and restore_state()")
+        return
+    if not callable(getattr(t.function_class, "get_state", None)) or \
+            not callable(getattr(t.function_class, "restore_state", None)):
+        name = getattr(t.function_class, "__name__", t.basename)
+        raise PipelineError(
+            f"operator {t.basename!r}: source {name} has no get_state()/restore_state(), so a job with checkpoints "
+            f"could not resume it where it was; give it both (its position is its state), or turn checkpoints off")

@@ -13,8 +13,8 @@ from ..runtime.job import JobRun
 class Job:
     """A submitted pipeline: its status, completion, control and metrics.
 
-    `status` is "running", then exactly one of "finished", "failed" or
-    "cancelled". Completion is an event: `wait()` blocks on it, it never
+    `status` is "running" ("restarting" during an automatic restart), then
+    exactly one of "finished", "failed" or "cancelled". Completion is an event: `wait()` blocks on it, it never
     polls. The runtime's `JobRun` does the work; this handle adds views of
     its counters (rates, shares, Prometheus text).
     """
@@ -33,7 +33,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        """"running", then "finished", "failed" or "cancelled"."""
+        """"running" (or "restarting"), then "finished", "failed" or "cancelled"."""
         return self.run.status
 
     @property

@@ -101,7 +101,7 @@ def find_bottleneck(metrics: dict[str, dict[str, Any]], running_only: bool = Tru
     best, best_busy = None, BUSY_MIN
     for name, m in metrics.items():
         busy, backpressure = m.get("busy_share"), m.get("backpressure_share")
-        if m.get("kind") == "service" or busy is None or (running_only and m.get("status") != "running"):
+        if m.get("kind") in ("service", "job") or busy is None or (running_only and m.get("status") != "running"):
             continue
         if (m.get("window_running_seconds") or 0.0) < EVIDENCE_SECONDS:
             continue

@@ -32,6 +32,18 @@ _TASK_FAMILIES = (
     ("sage_task_input_queue_capacity", "gauge", "Capacity of the task's input queue (0: unbounded).",
      "input_queue_maxsize"),
     ("sage_task_input_queue_load", "gauge", "Input queue fill, size / capacity (0 to 1).", "input_queue_load"),
+    ("sage_task_checkpoint_alignment_seconds_total", "counter",
+     "Seconds the task held input channels to align checkpoint barriers.", "alignment_seconds"),
+)
+
+_CHECKPOINT_FAMILIES = (
+    ("sage_job_checkpoints_completed_total", "counter", "Checkpoints completed.", "completed"),
+    ("sage_job_last_checkpoint_id", "gauge", "Id of the last completed checkpoint.", "last_id"),
+    ("sage_job_last_checkpoint_timestamp_seconds", "gauge", "When the last checkpoint completed (Unix time).",
+     "last_completed_at"),
+    ("sage_job_last_checkpoint_duration_seconds", "gauge", "Seconds from trigger to completion of the last checkpoint.",
+     "last_duration_seconds"),
+    ("sage_job_last_checkpoint_bytes", "gauge", "Bytes of state stored by the last checkpoint.", "last_bytes"),
 )
 
 _SERVICE_FAMILIES = (
@@ -55,11 +67,17 @@ def to_prometheus(job_id: str, status: str, metrics: dict[str, dict[str, Any]]) 
     A value that is not known yet (None, e.g. a rate before any window) is
     left out rather than written as NaN.
     """
-    tasks = [m for m in metrics.values() if m.get("kind") != "service"]
+    tasks = [m for m in metrics.values() if m.get("kind") not in ("service", "job")]
     services = [m for m in metrics.values() if m.get("kind") == "service"]
     job = {"job": job_id}
     lines = _family("sage_job_running", "gauge", "1 while the job runs, 0 once it has ended.",
                     [(job, int(status == "running"))])
+    own = metrics.get("job", {})
+    lines += _family("sage_job_restarts_total", "counter", "Automatic restarts after a failure.",
+                     [(job, own.get("restarts"))])
+    checkpoints = own.get("checkpoints") or {}
+    for name, kind, help_text, key in _CHECKPOINT_FAMILIES:
+        lines += _family(name, kind, help_text, [(job, checkpoints.get(key))])
     lines += _family("sage_task_running", "gauge", "1 while the task instance runs, else 0.",
                      [(_task_labels(job_id, m), int(m.get("status") == "running")) for m in tasks])
     for name, kind, help_text, key in _TASK_FAMILIES:

@@ -69,6 +69,9 @@ class RateWindow:
                 snapshots.append((now, current))
         annotated = {}
         for name, m in metrics.items():
+            if m.get("kind") == "job":  # the job's own figures (restarts, checkpoints) have no rates
+                annotated[name] = dict(m)
+                continue
             before = baseline[1].get(name) if baseline is not None else None
             window = now - baseline[0] if baseline is not None and before is not None else None
             annotated[name] = {**m, **_rates(m, current[name], before, window)}
@@ -77,7 +80,8 @@ class RateWindow:
 
 def lifetime(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Copies of `metrics` with the fields `RateWindow` adds, over each instance's whole life."""
-    return {name: {**m, **_rates(m, _counters(m), None, None)} for name, m in metrics.items()}
+    return {name: m if m.get("kind") == "job" else {**m, **_rates(m, _counters(m), None, None)}
+            for name, m in metrics.items()}
 
 
 def _counters(m: dict[str, Any]) -> tuple[float, ...]:

@@ -27,6 +27,14 @@ class JobConfig:
     - `copy_on_fanout`: when one record goes to several consumers (broadcast,
       or one stream read by several operators), give each extra consumer its
       own copy of a mutable record (see `record_copy`); False shares it.
+    - `checkpoint_interval`: seconds between consistent checkpoints; None
+      (the default) takes none. Needs `checkpoint_dir`.
+    - `checkpoint_dir`: directory of the checkpoint store (SQLite); a job
+      submitted with a completed checkpoint of the same job name there resumes
+      from it.
+    - `restart_attempts`: automatic restarts after a failure, each from the
+      last complete checkpoint (from the start without one); 0 fails at once.
+    - `restart_delay`: seconds to wait before a restart.
     """
 
     queue_maxsize: int = 4096
@@ -36,6 +44,15 @@ class JobConfig:
     service_timeout: float = 30.0
     service_queue_maxsize: int = 4096
     copy_on_fanout: bool = True
+    checkpoint_interval: float | None = None
+    checkpoint_dir: str | None = None
+    restart_attempts: int = 0
+    restart_delay: float = 0.5
+
+    @property
+    def checkpointing(self) -> bool:
+        """True when the job takes checkpoints."""
+        return self.checkpoint_interval is not None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> JobConfig:
@@ -53,10 +70,29 @@ class JobConfig:
         for name in ("buffer_timeout", "service_timeout"):
             value = getattr(config, name)
             # `not 0 <= value < inf` also refuses NaN, which compares false with everything.
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            if not _is_number(value) or not 0 <= value < math.inf:
                 raise PipelineError(f"config {name} must be a finite number >= 0 (seconds), got {value!r}")
         if not isinstance(config.copy_on_fanout, bool):
             raise PipelineError(f"config copy_on_fanout must be True or False, got {config.copy_on_fanout!r}")
+        interval = config.checkpoint_interval
+        if interval is not None and (not _is_number(interval) or not 0 < interval < math.inf):
+            raise PipelineError(f"config checkpoint_interval must be a finite number of seconds > 0 or None, "
+                                f"got {interval!r}")
+        if config.checkpoint_dir is not None and (not isinstance(config.checkpoint_dir, str) or
+                                                  not config.checkpoint_dir):
+            raise PipelineError(f"config checkpoint_dir must be a directory path, got {config.checkpoint_dir!r}")
+        if interval is not None and config.checkpoint_dir is None:
+            raise PipelineError("config checkpoint_interval needs a checkpoint_dir to keep the checkpoints in")
+        attempts = config.restart_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+            raise PipelineError(f"config restart_attempts must be an int >= 0, got {attempts!r}")
+        if not _is_number(config.restart_delay) or not 0 <= config.restart_delay < math.inf:
+            raise PipelineError(f"config restart_delay must be a finite number >= 0 (seconds), "
+                                f"got {config.restart_delay!r}")
         if config.transport is not None and config.transport not in TRANSPORTS:
             raise PipelineError(f"config transport must be one of {', '.join(TRANSPORTS)}, got {config.transport!r}")
         return config
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

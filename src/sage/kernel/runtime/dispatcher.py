@@ -1,14 +1,17 @@
-"""Dispatcher: starts a job's instances on a backend and tracks their ends."""
+"""Dispatcher: starts one attempt of a job's instances on a backend and tracks their ends."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import describe_error
 from .backend import Backend, InstanceHandle
-from .collect import CollectedRecords, DriverReader
+from .checkpoint import CheckpointCoordinator, RestoredCheckpoint
+from .checkpoint.control import ControlReader
+from .checkpoint.messages import FinalPart, SnapshotPart
+from .collect import DriverReader
 from .config import JobConfig
 from .context import ServiceContext, TaskContext
 from .graph import ExecutionGraph
@@ -19,41 +22,70 @@ from .service.pipeline_service import fill_credits
 logger = logging.getLogger(__name__)
 
 
+class AttemptEnd(Protocol):
+    """Told once how an attempt ended: `(dispatcher, status, failed instance or None, error or None)`."""
+
+    def __call__(self, dispatcher: Dispatcher, status: str, failed_task: str | None,
+                 error: BaseException | None) -> None: ...
+
+
 class Dispatcher:
     """Creates service and task instances with their contexts, starts them and watches them end.
 
     Every instance reports its end once, through a callback from the backend
-    (no polling). The job's bounded part is its tasks outside service
+    (no polling). The attempt's bounded part is its tasks outside service
     pipelines and the driver's readers of `collect` edges. When that part has
     finished, service pipelines (detached tasks) are stopped and drain, then
-    the services are stopped, and the job finishes once they have exited:
+    the services are stopped, and the attempt finishes once they have exited:
     services never keep a bounded job alive. The first failure, of a task, a
-    service or a reader, fails the job and cancels everything else.
+    service or a reader, fails the attempt and cancels everything else.
+    `on_end` hears how the attempt ended (the supervisor decides what the job
+    does then).
+
+    With checkpoints (`coordinator`), the tasks and readers of the bounded
+    part are the checkpoint's participants, the sources among them inject the
+    barriers, and the attempt's control queue is read into the coordinator.
+    `restored` gives every task its state in the checkpoint the attempt starts
+    from.
     """
 
-    def __init__(self, job: JobRun, graph: ExecutionGraph, backend: Backend, config: JobConfig) -> None:
+    def __init__(self, job: JobRun, graph: ExecutionGraph, backend: Backend, config: JobConfig, *,
+                 on_end: AttemptEnd, attempt: int = 0, restored: RestoredCheckpoint | None = None,
+                 coordinator: CheckpointCoordinator | None = None) -> None:
         self.job = job
         self.graph = graph
         self.backend = backend
         self.config = config
+        self.attempt = attempt
+        self.restored = restored
+        self.coordinator = coordinator
         self.tasks: dict[str, InstanceHandle] = {}
         self.services: dict[str, InstanceHandle] = {}
         self.readers: dict[str, DriverReader] = {}
+        self._on_end = on_end
+        self._ended = threading.Event()
+        """Set once the attempt failed, was cancelled or finished: nothing more starts."""
+        self._reported = False
         self._running_main: set[str] = set()
         self._running_services: set[str] = set()
         self._running_detached: set[str] = set()
+        self._alive: set[str] = set()
+        self._exited = threading.Event()
+        self._control: ControlReader | None = None
         self._lock = threading.Lock()
-        job.bind(self)
-        for driver in graph.driver_queues.values():
-            job.results[driver.name] = CollectedRecords(driver.name, driver.capacity)
 
     # ------------------------------------------------------------------ contexts
     def task_context(self, name: str) -> TaskContext:
         node = self.graph.nodes[name]
+        checkpointing = self.coordinator is not None and not node.detached
+        restored = self.restored if checkpointing else None
         return TaskContext(node.name, node.basename, node.spec.kind, node.parallel_index, node.parallelism,
                            self.job.job_id, self.config, node.input_qd, node.downstream_groups,
                            node.upstream_names, self.graph.service_qds(), self.graph.service_methods(),
-                           self.graph.response_qds[node.name], node.group_strategies)
+                           self.graph.response_qds[node.name], node.group_strategies,
+                           control_qd=self.graph.control_qd if checkpointing else None,
+                           restored_state=restored.parts.get(name) if restored is not None else None,
+                           restored_checkpoint=restored.checkpoint_id if restored is not None else None)
 
     def service_context(self, name: str) -> ServiceContext:
         node = self.graph.services[name]
@@ -69,8 +101,8 @@ class Dispatcher:
         Requests that tasks send before a service's `setup()` is done wait in
         its request queue. Service pipelines start before the bounded tasks so
         that they are registered by the time those finish and stop them. If
-        the job fails while instances are still being started, the rest are
-        not started and the late ones are cancelled.
+        the attempt fails while instances are still being started, the rest
+        are not started and the late ones are cancelled.
         """
         for node in self.graph.services.values():
             if node.credits_qd is not None:
@@ -81,34 +113,64 @@ class Dispatcher:
             self._running_main = {name for name, node in self.graph.nodes.items() if not node.detached}
             self._running_main |= set(readers)
             self._running_detached = {name for name, node in self.graph.nodes.items() if node.detached}
+            self._alive = {f"service:{name}" for name in self._running_services} | set(self.graph.nodes)
+            self._alive |= set(readers)
+        self._start_control()
         for name, node in self.graph.services.items():
-            if not node.pipeline and not self.job.done():
+            if not node.pipeline and not self._ended.is_set():
                 self._register(self.services, name,
                                self.backend.start_service(node, self.service_context(name), self._on_service_exit))
         for name, driver in readers.items():
             reader = DriverReader(name, driver.queue, driver.upstream_names, self.job.results[driver.name],
-                                  self._on_task_exit)
+                                  self._on_task_exit, self._reader_checkpoints(),
+                                  self.restored.checkpoint_id if self.restored is not None else 0)
             with self._lock:
                 self.readers[name] = reader
             reader.start()
         ordered = sorted(self.graph.nodes.items(), key=lambda item: not item[1].detached)
         for name, task_node in ordered:
-            if self.job.done():
+            if self._ended.is_set():
                 break
             self._register(self.tasks, name,
                            self.backend.start_task(task_node, self.task_context(name), self._on_task_exit))
+        self._begin_checkpoints()
         if not self._running_main and not self._running_detached:
             self._stop_services()
 
     def _register(self, handles: dict[str, InstanceHandle], name: str, handle: InstanceHandle) -> None:
         with self._lock:
             handles[name] = handle
-        if self.job.done():  # it failed or was cancelled meanwhile: _cancel_all may not have seen this one
-            self._cancel_all()
+        if self._ended.is_set():  # it failed or was cancelled meanwhile: _cancel_all may not have seen this one
+            self.cancel_all()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _start_control(self) -> None:
+        coordinator, control = self.coordinator, self.graph.control_qd
+        if coordinator is None or control is None:
+            return
+        attempt = self.attempt
+        self._control = ControlReader(self.job.job_id, control, lambda part: coordinator.on_part(attempt, part),
+                                      lambda part: coordinator.on_final(attempt, part))
+        self._control.start()
+
+    def _reader_checkpoints(self) -> _AttemptParts | None:
+        return None if self.coordinator is None else _AttemptParts(self.coordinator, self.attempt)
+
+    def _begin_checkpoints(self) -> None:
+        """Every instance of the bounded part is started: checkpoints may involve them now."""
+        if self.coordinator is None or self._ended.is_set():
+            return
+        with self._lock:
+            participants: dict[str, Any] = {name: handle for name, handle in self.tasks.items()
+                                            if not self.graph.nodes[name].detached}
+            participants.update(self.readers)
+        sources = [name for name in participants if name in self.graph.nodes and self.graph.nodes[name].is_source]
+        self.coordinator.begin_attempt(self.attempt, participants, sources)
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:
         """A task or a driver reader ended."""
+        self._exit(name)
         if error is not None:
             self._fail(name, error)
             return
@@ -132,6 +194,7 @@ class Dispatcher:
             self._stop_services()
 
     def _on_service_exit(self, name: str, status: str, error: BaseException | None) -> None:
+        self._exit(f"service:{name}")
         if error is not None:
             self._fail(f"service:{name}", error)
             return
@@ -140,24 +203,52 @@ class Dispatcher:
             all_done = not (self._running_services or self._running_main or self._running_detached)
         if all_done:
             self.backend.shutdown()
-            self.job.end("finished")
+            self._end("finished")
+
+    def _exit(self, name: str) -> None:
+        with self._lock:
+            self._alive.discard(name)
+            if not self._alive:
+                self._exited.set()
+
+    def wait_exited(self, timeout: float) -> bool:
+        """Block until every instance of the attempt has ended (up to `timeout` seconds); True if so."""
+        return self._exited.wait(timeout)
 
     def _stop_services(self) -> None:
         if not self.services:
             self.backend.shutdown()
-            self.job.end("finished")
+            self._end("finished")
             return
         for handle in list(self.services.values()):
             handle.stop()
 
+    def _end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
+        """Report the attempt's end once; False when it was reported already."""
+        with self._lock:
+            if self._reported:
+                return False
+            self._reported = True
+        self._ended.set()
+        if self._control is not None:
+            self._control.stop()
+        self._on_end(self, status, failed_task, error)
+        return True
+
     def _fail(self, name: str, error: BaseException) -> None:
         cause = error.__cause__ if error.__cause__ is not None else error
-        if self.job.end("failed", failed_task=name, error=cause):
+        with self._lock:
+            first = not self._reported
+        if first:
             logger.error("job %s failed in %s: %s", self.job.job_id, name, describe_error(cause))
-            self._cancel_all()
+        self.cancel_all()
+        self._end("failed", failed_task=name, error=cause)
 
-    def _cancel_all(self) -> None:
+    def cancel_all(self) -> None:
         """Cancel every started instance and release the backend (safe to call again for late starters)."""
+        self._ended.set()
+        if self._control is not None:
+            self._control.stop()
         with self._lock:
             handles = list(self.tasks.values()) + list(self.services.values()) + list(self.readers.values())
         for handle in handles:
@@ -178,11 +269,6 @@ class Dispatcher:
             if node.is_source and not node.detached:
                 handle.stop()
 
-    def cancel(self) -> None:
-        """Cancel every instance now; the job ends "cancelled" (unless it already ended)."""
-        if self.job.end("cancelled"):
-            self._cancel_all()
-
     def _handles(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[tuple[str, Any]]]:
         """Snapshots of the task, service and reader handles (instances register while the job starts)."""
         with self._lock:
@@ -200,3 +286,17 @@ class Dispatcher:
         """Per task instance started so far: its routing (see `TaskContext.get_routing_info`)."""
         tasks, _, _ = self._handles()
         return {name: handle.routing_info() for name, handle in tasks}
+
+
+class _AttemptParts:
+    """A driver reader's way to the coordinator, tagged with its attempt."""
+
+    def __init__(self, coordinator: CheckpointCoordinator, attempt: int) -> None:
+        self._coordinator = coordinator
+        self._attempt = attempt
+
+    def on_part(self, part: SnapshotPart) -> None:
+        self._coordinator.on_part(self._attempt, part)
+
+    def on_final(self, part: FinalPart) -> None:
+        self._coordinator.on_final(self._attempt, part)

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from ..errors import JobCancelledError, JobFailedError, describe_error
 from .collect import CollectedRecords
 
-STATUSES = ("running", "finished", "failed", "cancelled")
+STATUSES = ("running", "restarting", "finished", "failed", "cancelled")
+FINAL_STATUSES = ("finished", "failed", "cancelled")
 
 
 class JobControl(Protocol):
@@ -27,11 +28,12 @@ class JobControl(Protocol):
 class JobRun:
     """One submitted job: status, completion, control and per-instance counters.
 
-    `status` is "running", then exactly one of "finished", "failed" or
-    "cancelled". Completion is an event: `wait()` blocks on it, it never
-    polls. The dispatcher that runs the job binds itself as the control
-    (`bind`) and ends the job (`end`). Users get this through the api's
-    `Job` handle, which adds rates and other views (observability).
+    `status` is "running" ("restarting" while an automatic restart is
+    under way), then exactly one of "finished", "failed" or "cancelled".
+    Completion is an event: `wait()` blocks on it, it never polls. The
+    supervisor that runs the job binds itself as the control (`bind`) and
+    ends the job (`end`). Users get this through the api's `Job` handle,
+    which adds rates and other views (observability).
     """
 
     def __init__(self, job_id: str, name: str) -> None:
@@ -52,12 +54,20 @@ class JobRun:
         self._control = control
 
     # ------------------------------------------------------------------ completion
+    def restarting(self, restarting: bool) -> bool:
+        """Show "restarting" (True) or "running" again (False); False when the job had already ended."""
+        with self._lock:
+            if self.status in FINAL_STATUSES:
+                return False
+            self.status = "restarting" if restarting else "running"
+            return True
+
     def end(self, status: str, failed_task: str | None = None, error: BaseException | None = None) -> bool:
         """Move to the final `status` once (callbacks run then); False when the job had already ended."""
-        if status not in STATUSES[1:]:
+        if status not in FINAL_STATUSES:
             raise ValueError(f"a job ends 'finished', 'failed' or 'cancelled', not {status!r}")
         with self._lock:
-            if self.status != "running":
+            if self.status in FINAL_STATUSES:
                 return False
             self.status, self.failed_task, self.error = status, failed_task, error
             callbacks, self._callbacks = self._callbacks, []
@@ -74,7 +84,7 @@ class JobRun:
     def add_done_callback(self, callback: Callable[[JobRun], None]) -> None:
         """Call `callback(job)` once the job has ended (at once if it already has)."""
         with self._lock:
-            if self.status == "running":
+            if self.status not in FINAL_STATUSES:
                 self._callbacks.append(callback)
                 return
         callback(self)

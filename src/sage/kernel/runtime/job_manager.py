@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import uuid
 
-from .backend import Backend, create_backend
-from .dispatcher import Dispatcher
 from .graph import ExecutionGraph
 from .job import JobRun
 from .spec import JobSpec
+from .supervisor import JobSupervisor
 
 
 class JobListener:
@@ -31,7 +30,8 @@ class JobManager:
 
     `submit(spec)` compiles the pipeline into an `ExecutionGraph` (one task
     per transformation and parallel index, one input queue per task, one
-    request queue per service), starts it through a `Dispatcher` and returns
+    request queue per service), starts it through a `JobSupervisor` (which
+    runs attempts with a `Dispatcher` each, and restarts them) and returns
     the `JobRun`. Listeners (`add_listener`) see every submission.
     Thread-safe. The process has one default manager, `job_manager()`, which
     environments submit to.
@@ -67,14 +67,6 @@ class JobManager:
             self._jobs.pop(job.job_id, None)
             self._graphs.pop(job.job_id, None)
 
-    @staticmethod
-    def compile(spec: JobSpec, job_id: str, backend: Backend) -> ExecutionGraph:
-        """The execution graph of `spec`, with the queues of the transport `spec` asks for on `backend`."""
-        config = spec.config
-        factory = backend.queue_factory(spec.transport or backend.default_transport)
-        return ExecutionGraph(job_id, spec.transformations, spec.services, factory, config.queue_maxsize,
-                              config.service_queue_maxsize)
-
     def submit(self, spec: JobSpec) -> JobRun:
         """Compile, place and start the job; return once every instance has started.
 
@@ -85,19 +77,17 @@ class JobManager:
             listeners = list(self._listeners)
         for listener in listeners:
             listener.before_submit(spec)
-        job_id = f"{spec.name}-{uuid.uuid4().hex[:8]}"
-        backend = create_backend(spec)
-        graph = self.compile(spec, job_id, backend)
-        backend.prepare(graph)
-        job = JobRun(job_id, spec.name)
-        dispatcher = Dispatcher(job, graph, backend, spec.config)
+        job = JobRun(f"{spec.name}-{uuid.uuid4().hex[:8]}", spec.name)
+        supervisor = JobSupervisor(job, spec)
+        graph = supervisor.prepare()
+        job_id = job.job_id
         with self._lock:
             self._jobs[job_id] = job
             self._graphs[job_id] = graph
         job.add_done_callback(self._forget)
         for listener in listeners:
             listener.submitted(job, graph)
-        dispatcher.submit()
+        supervisor.start()
         return job
 
 

@@ -45,7 +45,8 @@ class JobSpec:
 
     `backend` is "local" (threads of this process) or "ray" (Ray actors);
     `backend_options` are what that backend needs to find its cluster (for
-    Ray: `address`).
+    Ray: `address`). `resume`: with checkpoints, start from the last complete
+    checkpoint of a job of this name (False starts over).
     """
 
     name: str
@@ -54,6 +55,7 @@ class JobSpec:
     services: dict[str, ServiceSpec]
     config: JobConfig
     backend_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resume: bool = True
 
     @property
     def transport(self) -> str | None:

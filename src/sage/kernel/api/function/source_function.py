@@ -35,6 +35,14 @@ class IterableBatchFunction(BatchFunction):
 
     def __init__(self, items: Iterable[Any]) -> None:
         self._items = items
+        self.position = 0
+        """How many records of this instance's share were emitted (its state in a checkpoint)."""
+
+    def get_state(self) -> int:
+        return self.position
+
+    def restore_state(self, state: int) -> None:
+        self.position = state
 
     def share(self) -> Iterable[Any]:
         """This instance's share of the items, in order: all of them, or a slice of a sequence."""
@@ -45,8 +53,13 @@ class IterableBatchFunction(BatchFunction):
         return self._items
 
     def iterator(self) -> Iterator[Any]:
-        """This instance's share of the items, one at a time."""
-        return iter(self.share())
+        """This instance's share of the items, one at a time (from `position` on)."""
+        share = iter(self.share())
+        for _ in range(self.position):  # a restored sequence; iterators cannot be restored (refused at submit)
+            next(share, None)
+        for item in share:
+            self.position += 1
+            yield item
 
     def runs(self, size: int) -> Iterator[Sequence[Any]] | None:
         """This instance's share in slices of `size` items when it is a sequence (list, tuple,
@@ -54,4 +67,12 @@ class IterableBatchFunction(BatchFunction):
         share = self.share()
         if not isinstance(share, Sequence):
             return None
-        return (share[start : start + size] for start in range(0, len(share), size))
+        return self._runs(share, size)
+
+    def _runs(self, share: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+        # `position` moves as each run is handed out: once the task has sent a run, the next
+        # checkpoint counts it as emitted.
+        while self.position < len(share):
+            run = share[self.position : self.position + size]
+            self.position += len(run)
+            yield run

@@ -45,6 +45,12 @@ class InstanceHandle(Protocol):
     def routing_info(self) -> dict[str, Any]:
         """The instance's routing (tasks only), see `TaskContext.get_routing_info`."""
 
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        """A source task injects barrier `checkpoint_id` at its next safe point; returns at once."""
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint `checkpoint_id` is complete (tasks only); returns at once."""
+
 
 class Backend(Protocol):
     """Runs one job's instances (see the module docs for the call order)."""

@@ -54,6 +54,14 @@ class LocalHandle:
         ctx = self.task.ctx
         return ctx.get_routing_info() if isinstance(ctx, TaskContext) else {}
 
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        if isinstance(self.task, Task):  # services take no part in checkpoints
+            self.task.trigger_checkpoint(checkpoint_id)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if isinstance(self.task, Task):
+            self.task.notify_checkpoint_complete(checkpoint_id)
+
 
 class LocalBackend:
     """Runs instances as daemon threads.

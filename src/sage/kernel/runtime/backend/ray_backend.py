@@ -71,7 +71,8 @@ class _InstanceActor:
     def __init__(self) -> None:
         self.instance: Any = None
         self.rpc_server: Any = None
-        self._early: list[str] = []  # stop/cancel that arrived before the instance was built
+        # Control calls (stop, cancel, checkpoint triggers) that arrived before the instance was built.
+        self._early: list[tuple[str, tuple[Any, ...]]] = []
         self._early_lock = threading.Lock()  # control calls run on other actor threads than run()
 
     def host_queues(self, queues: list[tuple[str, int]], authkey: bytes) -> tuple[str, int]:
@@ -97,8 +98,8 @@ class _InstanceActor:
             with self._early_lock:
                 self.instance = instance
                 early, self._early = self._early, []
-            for control in early:
-                getattr(instance, control)()
+            for control, args in early:
+                getattr(instance, control)(*args)
             status = self.instance.run()
             failure = None
         except TaskFailure as exc:
@@ -107,19 +108,26 @@ class _InstanceActor:
             status, failure = "failed", PortableError.capture(exc)
         return status, self.instance.metrics() if self.instance is not None else {}, failure
 
-    def _control(self, name: str) -> None:
+    def _control(self, name: str, *args: Any) -> None:
         with self._early_lock:
             instance = self.instance
             if instance is None:
-                self._early.append(name)
+                self._early.append((name, args))
                 return
-        getattr(instance, name)()
+        if hasattr(instance, name):  # a service has no checkpoint calls
+            getattr(instance, name)(*args)
 
     def stop(self) -> None:
         self._control("stop")
 
     def cancel(self) -> None:
         self._control("cancel")
+
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        self._control("trigger_checkpoint", checkpoint_id)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self._control("notify_checkpoint_complete", checkpoint_id)
 
     def metrics(self) -> dict[str, Any]:
         if self.instance is None:
@@ -187,6 +195,12 @@ class RayHandle:
         info: dict[str, Any] = self._call("routing_info")
         return info
 
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        self.actor.trigger_checkpoint.remote(checkpoint_id)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self.actor.notify_checkpoint_complete.remote(checkpoint_id)
+
 
 
 def node_ip_address() -> str:
@@ -227,6 +241,7 @@ def _create_ray_queues(graph: ExecutionGraph) -> None:
     """
     descriptors = [node.input_qd for node in graph.nodes.values() if node.input_qd is not None]
     descriptors += [driver.queue for driver in graph.driver_queues.values()]
+    descriptors += [graph.control_qd] if graph.control_qd is not None else []
     descriptors += [graph.response_qds[name] for name, node in graph.nodes.items() if node.detached and node.is_source]
     for service in graph.services.values():
         descriptors += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]

@@ -19,7 +19,13 @@ class TaskContext(RuntimeContext):
     (`{broadcast_index: {parallel_index: Connection}}`) and `group_strategies`
     how records are routed to each group, `upstream_names`
     the instances it expects a stop signal from. The router and the
-    stop/cancel events exist only where the task runs (after `attach()`).
+    stop/cancel events exist only where the task runs.
+
+    Checkpoints: `control_qd` is the job's control queue (None when the job
+    takes no checkpoints), `restored_state` the task's state in the checkpoint
+    the job restarts from (and `restored_checkpoint` that checkpoint's id).
+    While the function's `get_state()` runs for a checkpoint, `checkpoint_id`
+    is that checkpoint's id (a transactional sink tags what it stages with it).
     """
 
     _LIVE = (*RuntimeContext._LIVE, "router", "stop_event")
@@ -28,7 +34,9 @@ class TaskContext(RuntimeContext):
                  config: JobConfig, input_qd: BaseQueueDescriptor | None,
                  downstream_groups: dict[int, dict[int, Connection]], upstream_names: list[str],
                  service_qds: dict[str, BaseQueueDescriptor], service_methods: dict[str, frozenset[str]],
-                 response_qd: BaseQueueDescriptor, group_strategies: dict[int, str] | None = None) -> None:
+                 response_qd: BaseQueueDescriptor, group_strategies: dict[int, str] | None = None,
+                 control_qd: BaseQueueDescriptor | None = None, restored_state: bytes | None = None,
+                 restored_checkpoint: int | None = None) -> None:
         self.basename = basename
         self.kind = kind
         self.parallel_index = parallel_index
@@ -37,6 +45,10 @@ class TaskContext(RuntimeContext):
         self.downstream_groups = downstream_groups
         self.group_strategies = dict(group_strategies or {})
         self.upstream_names = list(upstream_names)
+        self.control_qd = control_qd
+        self.restored_state = restored_state
+        self.restored_checkpoint = restored_checkpoint
+        self.checkpoint_id: int | None = None
         super().__init__(name, job_id, config, service_qds, service_methods, response_qd)
 
     def _init_live(self) -> None:

@@ -158,8 +158,11 @@ class ExecutionGraph:
     """
 
     def __init__(self, job_id: str, transformations: list[Transformation], services: dict[str, ServiceSpec],
-                 queue_factory: QueueFactory, queue_maxsize: int, service_queue_maxsize: int) -> None:
+                 queue_factory: QueueFactory, queue_maxsize: int, service_queue_maxsize: int, *,
+                 queue_prefix: str | None = None, checkpointing: bool = False) -> None:
         self.job_id = job_id
+        self.queue_prefix = queue_prefix or job_id
+        """Every queue id starts with it (a restarted attempt gets fresh queues under a new prefix)."""
         self.nodes: dict[str, TaskNode] = {}
         self.by_transformation: dict[int, list[TaskNode]] = {}
         self.transformations = transformations
@@ -189,6 +192,8 @@ class ExecutionGraph:
         strategies = routing_strategies(transformations)
         for t in transformations:
             self._connect(t, strategies)
+        self.control_qd = self._queue("control", 0, DRIVER) if checkpointing else None
+        """Where tasks send their checkpoint parts, read by the driver (None without checkpoints)."""
         owners = list(self.nodes) + [f"service:{n}" for n, node in self.services.items() if not node.pipeline]
         self.response_qds: dict[str, BaseQueueDescriptor] = {
             owner: self._queue(f"{owner}.responses", 0, owner) for owner in owners
@@ -197,7 +202,7 @@ class ExecutionGraph:
         by the calls the instance has in flight)."""
 
     def _queue(self, name: str, maxsize: int, owner: str) -> BaseQueueDescriptor:
-        queue_id = f"{self.job_id}.{name}"
+        queue_id = f"{self.queue_prefix}.{name}"
         self.queue_owners[queue_id] = owner
         return self._factory(queue_id, maxsize, owner)
 
@@ -253,6 +258,7 @@ class ExecutionGraph:
         for service in self.services.values():
             found += [qd for qd in (service.request_qd, service.credits_qd) if qd is not None]
         found += [driver.queue for driver in self.driver_queues.values()]
+        found += [self.control_qd] if self.control_qd is not None else []
         return found + list(self.response_qds.values())
 
     def replace_queues(self, replacements: dict[str, BaseQueueDescriptor]) -> None:
@@ -281,6 +287,8 @@ class ExecutionGraph:
         self.response_qds = {owner: swap(qd) for owner, qd in self.response_qds.items()}
         for driver in self.driver_queues.values():
             driver.queue = swap(driver.queue)
+        if self.control_qd is not None:
+            self.control_qd = swap(self.control_qd)
 
     def service_methods(self) -> dict[str, frozenset[str]]:
         """Callable method names of every service, by service name."""

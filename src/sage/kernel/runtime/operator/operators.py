@@ -63,6 +63,16 @@ class Operator:
     def close(self) -> None:
         self.function.close()
 
+    def snapshot_state(self) -> dict[str, Any]:
+        """The operator's state for a checkpoint: the function's `get_state()`, if it has one."""
+        get_state = getattr(self.function, "get_state", None)
+        return {} if get_state is None else {"function": get_state()}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Give the function back the state `snapshot_state` took (before `open()`)."""
+        if "function" in state:
+            self.function.restore_state(state["function"])
+
     def process_batch(self, payloads: list[Any], keys: list[Any] | None, input_index: int) -> None:
         """Handle the records of one batch, in order."""
         if self.enveloped:

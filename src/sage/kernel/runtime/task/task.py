@@ -10,10 +10,11 @@ from typing import Any
 
 from ...errors import describe_error
 from ..communication.errors import SendCancelled, TransportError
-from ..communication.router import Batch, Packet, StopSignal
+from ..communication.router import Batch, CheckpointBarrier, Packet, StopSignal
 from ..context import TaskContext
 from ..graph import OperatorSpec
 from ..operator import Operator, SourceOperator, create_operator
+from .checkpointing import TaskCheckpoints
 
 IDLE_WAIT = 0.2
 """Seconds an idle task blocks on its input before re-checking for cancellation."""
@@ -49,6 +50,8 @@ class Task:
     upstream instance; then it closes its function, flushes its router and
     sends one stop signal downstream. `stop()` makes a source end its stream
     (the job drains); `cancel()` makes every loop exit within `IDLE_WAIT`.
+    With checkpoints, `trigger_checkpoint` and `notify_checkpoint_complete`
+    reach its `TaskCheckpoints` (see `checkpointing`).
     """
 
     def __init__(self, ctx: TaskContext, spec: OperatorSpec) -> None:
@@ -65,6 +68,7 @@ class Task:
         self.operator: Operator | None = None
         self._expected = set(ctx.upstream_names)
         self._received: set[str] = set()
+        self.checkpoints = TaskCheckpoints(ctx)
 
     @property
     def name(self) -> str:
@@ -79,12 +83,21 @@ class Task:
         self.ctx.stop_event.set()
         self.ctx.cancel_event.set()
 
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        """A source injects barrier `checkpoint_id` at its next safe point; returns at once."""
+        self.checkpoints.trigger(checkpoint_id)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint `checkpoint_id` is complete; returns at once (see `TaskCheckpoints.notify`)."""
+        self.checkpoints.notify(checkpoint_id)
+
     def run(self) -> str:
         self.started_at = time.monotonic()
         self.status = "running"
         try:
             try:
                 operator = self.operator = create_operator(self.spec, self.ctx, self._record_error)
+                self.checkpoints.restore(operator)
                 operator.open()
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
@@ -107,11 +120,31 @@ class Task:
     def _finish(self, operator: Operator) -> None:
         try:
             operator.close()  # a flatmap's close() may still send, and be cancelled doing so
+            if self.checkpoints.active:
+                self.checkpoints.send_final(operator)
         except SendCancelled:
             raise
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
         self.ctx.send_stop_signal()
+        if self.checkpoints.active:
+            try:
+                committed = self.checkpoints.wait_for_final_commit(operator)
+            except Exception as exc:
+                raise TaskFailure(self.name, exc) from exc
+            if not committed:
+                raise SendCancelled(f"{self.name}: cancelled while waiting for its final commit")
+
+    def _checkpoint_point(self, operator: Operator) -> None:
+        """Between two records or batches: inject requested barriers (sources), deliver completions."""
+        checkpoints = self.checkpoints
+        try:
+            checkpoints.inject_requested(operator)
+            checkpoints.deliver_completions(operator)
+        except SendCancelled:
+            raise
+        except Exception as exc:  # a state that cannot be pickled, a failing commit
+            raise TaskFailure(self.name, exc) from exc
 
     def _record_error(self, exc: Exception) -> None:
         """Fail the task on `exc`, or with `on_error="skip"` count and log it and return.
@@ -139,12 +172,15 @@ class Task:
             return self._poll_source(operator)
         is_stopped = self.ctx.stop_event.is_set
         send_batch = self.ctx.router.send_batch
+        checkpointing = self.checkpoints.active
         while True:
             sent = 0
             try:
                 for record in records:
                     if is_stopped():
                         return True
+                    if checkpointing:
+                        self._checkpoint_point(operator)
                     send_batch([record])
                     sent += 1
                 return True
@@ -157,19 +193,25 @@ class Task:
         """Send a sequence's records, checking for a stop between runs (the hottest source loop)."""
         is_stopped = self.ctx.stop_event.is_set
         send_batch = self.ctx.router.send_batch
+        checkpointing = self.checkpoints.active
         for run in runs:
             if is_stopped():
                 break
             send_batch(run if isinstance(run, list) else list(run))
             operator.records_out += len(run)
+            if checkpointing:
+                self._checkpoint_point(operator)
         return True
 
     def _poll_source(self, operator: SourceOperator) -> bool:
         stop = self.ctx.stop_event
         router = self.ctx.router
         poll, send_batch = operator.poll, router.send_batch
+        checkpointing = self.checkpoints.active
         backoff = 0.0
         while not stop.is_set():
+            if checkpointing:
+                self._checkpoint_point(operator)
             try:
                 record = poll()
             except Exception as exc:
@@ -200,10 +242,12 @@ class Task:
         get_size = GET_BATCH
         router = ctx.router
         cancel = ctx.cancel_event
-        process_batch = operator.process_batch
+        checkpointing = self.checkpoints.active
         while received != expected:
             if cancel.is_set():
                 return False
+            if checkpointing:
+                self._checkpoint_point(operator)
             batch = None
             if router.has_pending():
                 # Keep coalescing while input is there; going idle, nothing may wait in a batch.
@@ -221,26 +265,50 @@ class Task:
                     continue
                 finally:
                     self._idle = (idle + time.monotonic() - started, 0.0)
-            for item in batch:
-                if item.__class__ is Batch:
-                    self.records_in += len(item.payloads)
-                    process_batch(item.payloads, item.keys, item.input_index)
-                else:
-                    self._control(item, process_batch)
+            while batch:
+                batch = self._process_items(operator, batch)
         return True
 
-    def _control(self, item: Any, process_batch: Callable[[list[Any], list[Any] | None, int], None]) -> None:
-        """An input item that is not a batch: a stop signal, or a single packet from a foreign producer."""
-        if item.__class__ is StopSignal:
-            if item.source in self._expected:
-                self._received.add(item.source)
+    def _process_items(self, operator: Operator, items: list[Any]) -> list[Any]:
+        """Process input items in order; returns what to process next when an alignment completed on
+        the way (the items it held, then the rest of `items`), else an empty list."""
+        process_batch = operator.process_batch
+        checkpoints = self.checkpoints
+        for position, item in enumerate(items):
+            cls = item.__class__
+            if checkpoints.aligner.aligning is not None and checkpoints.aligner.holds(getattr(item, "source", None)):
+                checkpoints.aligner.hold(item)
+            elif cls is Batch:
+                self.records_in += len(item.payloads)
+                process_batch(item.payloads, item.keys, item.input_index)
+            elif cls is CheckpointBarrier:
+                released = self._guarded(checkpoints.on_barrier, operator, item, self._expected - self._received)
+                if released:
+                    return released + items[position + 1:]
+            elif cls is StopSignal:
+                if item.source in self._expected:
+                    self._received.add(item.source)
+                    # A channel that ended sends no barrier: an alignment may be complete now.
+                    released = self._guarded(checkpoints.check_alignment, operator, self._expected - self._received)
+                    if released:
+                        return released + items[position + 1:]
+                else:
+                    logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
+            elif isinstance(item, Packet):
+                self.records_in += 1
+                process_batch([item.payload], [item.partition_key] if item.is_keyed() else None, item.input_index)
             else:
-                logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
-        elif isinstance(item, Packet):
-            self.records_in += 1
-            process_batch([item.payload], [item.partition_key] if item.is_keyed() else None, item.input_index)
-        else:
-            logger.warning("task %s ignored an unknown input item %r", self.name, item)
+                logger.warning("task %s ignored an unknown input item %r", self.name, item)
+        return []
+
+    def _guarded(self, step: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        """Run a checkpoint step; its failure (a state that cannot be pickled) fails the task."""
+        try:
+            return step(*args)
+        except SendCancelled:
+            raise
+        except Exception as exc:
+            raise TaskFailure(self.name, exc) from exc
 
     # ------------------------------------------------------------------ metrics
     @property
@@ -294,4 +362,6 @@ class Task:
             "input_queue_size": queued,
             "input_queue_maxsize": maxsize,
             "input_queue_load": min(1.0, queued / maxsize) if queued is not None and maxsize else None,
+            "alignment_seconds": self.checkpoints.alignment_seconds,
+            "last_checkpoint": self.checkpoints.last_barrier,
         }

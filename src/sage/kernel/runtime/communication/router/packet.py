@@ -5,7 +5,8 @@ it sends on one channel (one upstream instance to one downstream instance)
 and hands them over as one queue item, stored column-wise (payloads, keys).
 A `Packet` is one record: what user code and the seed's API send
 (`TaskContext.send_packet`), and what a foreign producer may put on a queue.
-Control items (`StopSignal`) travel in the same queues, in order behind the data.
+Control items (`StopSignal`, `CheckpointBarrier`) travel in the same queues, in
+order behind the data.
 
 Once a batch is handed to a queue it belongs to its consumer: the sender
 never touches it or its lists again (rule 8 of the architecture).
@@ -168,3 +169,25 @@ class StopSignal:
 
     def __repr__(self) -> str:
         return f"StopSignal({self.message!r}, source={self.source!r})"
+
+
+class CheckpointBarrier:
+    """Marks the cut of checkpoint `checkpoint_id` on one channel (`source` names the sender).
+
+    Sources inject it between two records when a checkpoint is triggered;
+    every task forwards it on all its connections once it has it from every
+    input channel that has not ended (alignment), after taking its snapshot.
+    Like a stop signal it travels in order behind the data.
+    """
+
+    __slots__ = ("checkpoint_id", "source")
+
+    def __init__(self, checkpoint_id: int, source: str | None = None) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.source = source
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CheckpointBarrier, (self.checkpoint_id, self.source))
+
+    def __repr__(self) -> str:
+        return f"CheckpointBarrier({self.checkpoint_id}, source={self.source!r})"

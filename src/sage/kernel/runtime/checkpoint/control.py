@@ -1,0 +1,56 @@
+"""The driver's reader of a job attempt's control queue: checkpoint parts on their way to the coordinator."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from ..communication.queue_descriptor import BaseQueueDescriptor
+from .messages import FinalPart, SnapshotPart
+
+READ_WAIT = 0.2
+"""Seconds a read blocks before re-checking whether the reader was stopped."""
+
+logger = logging.getLogger(__name__)
+
+
+class ControlReader:
+    """Hands every part the tasks put on `descriptor` to `on_part` / `on_final`, on a thread of its own.
+
+    Runs until `stop()`; a transport failure is logged and ends it (the
+    checkpoint it would have completed then never completes, and the job goes
+    on without it).
+    """
+
+    def __init__(self, name: str, descriptor: BaseQueueDescriptor, on_part: Callable[[SnapshotPart], None],
+                 on_final: Callable[[FinalPart], None]) -> None:
+        self.descriptor = descriptor
+        self._on_part = on_part
+        self._on_final = on_final
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sage-control-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                items = self.descriptor.get_many(64, READ_WAIT)
+            except queue.Empty:
+                continue
+            except Exception:
+                logger.exception("the control queue %s failed; checkpoints stop completing", self.descriptor.queue_id)
+                return
+            for item in items:
+                if isinstance(item, SnapshotPart):
+                    self._on_part(item)
+                elif isinstance(item, FinalPart):
+                    self._on_final(item)
+                else:
+                    logger.warning("the control queue %s held an unknown item %r", self.descriptor.queue_id, item)
