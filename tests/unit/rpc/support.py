@@ -7,7 +7,8 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -58,6 +59,9 @@ class Records(WeightedItem):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Records) and (self.name, self.count) == (other.name, other.count)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.count))
 
     def __repr__(self) -> str:
         return f"Records({self.name!r}, {self.count})"

@@ -72,7 +72,7 @@ def test_identity_is_the_address_and_queue_not_the_timeout():
 )
 def test_bad_configuration_is_refused(kwargs):
     config = {"host": "h", "port": 1, "queue_id": "q", **kwargs}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be"):
         RPCQueueDescriptor(**config)
 
 

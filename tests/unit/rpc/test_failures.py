@@ -48,11 +48,13 @@ def test_killed_server_gives_connection_error_in_time_and_a_restarted_one_is_rea
     assert isinstance(errors[0][0], ConnectionError)
     assert errors[0][1] - killed < TIMEOUT + SLACK
 
-    # The stream still holds credit, so the put itself may return; the flush cannot.
+    def put_and_flush() -> None:
+        client.put("nobody there", timeout=0)  # the stream still holds credit: this may return ...
+        client.flush()  # ... this cannot
+
     began = time.monotonic()
     with pytest.raises(ConnectionError, match=f"{port}"):
-        client.put("nobody there", timeout=0)
-        client.flush()
+        put_and_flush()
     assert time.monotonic() - began < TIMEOUT + SLACK
 
     restarted, same_port, stop = start_server_process(spawn, port)

@@ -32,7 +32,7 @@ def test_100k_packets_from_three_producers_no_loss_in_order(server, spawn):
             producer, n = packet.payload
             seen[producer].append(n)
             received += 1
-    assert [s == list(range(c)) for s, c in zip(seen, counts)] == [True, True, True]
+    assert [s == list(range(c)) for s, c in zip(seen, counts, strict=True)] == [True, True, True]
     assert descriptor.empty()
 
 

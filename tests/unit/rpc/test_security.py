@@ -118,7 +118,9 @@ def test_client_ignores_forged_and_misdirected_replies(authkey, tmp_path):
                 continue
             identity, *frames = fake.recv_multipart()
             request = decode_request(key, frames)
-            wrong_key = encode_reply(Signer(b"w" * 32), Status.OK, request.client_id, request.seq, count=1, payload=poison)
+            wrong_key = encode_reply(
+                Signer(b"w" * 32), Status.OK, request.client_id, request.seq, count=1, payload=poison
+            )
             wrong_seq = encode_reply(key, Status.OK, request.client_id, request.seq + 7, count=1, payload=poison)
             fake.send_multipart([identity, wrong_key])
             fake.send_multipart([identity, wrong_seq])

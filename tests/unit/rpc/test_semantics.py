@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -25,7 +26,7 @@ def pair(server):
 
 
 def test_put_get_nowait_and_sizes(pair):
-    local, remote = pair
+    _, remote = pair
     assert remote.empty() and not remote.full()
     remote.put("a")
     remote.put_nowait("b")
@@ -39,9 +40,9 @@ def test_put_get_nowait_and_sizes(pair):
     assert remote.get_many(10) == ["c", "d"]
     with pytest.raises(queue.Empty):
         remote.get_nowait()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_items"):
         remote.get_many(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timeout"):
         remote.put("x", timeout=-1)
 
 
@@ -114,7 +115,7 @@ def test_remote_producer_and_remote_consumer_meet_through_parking(pair):
 
 
 def test_threads_share_one_remote_descriptor(pair):
-    local, remote = pair
+    _, remote = pair
     results: list[list[int]] = [[] for _ in range(2)]
 
     def produce(k: int) -> None:
@@ -123,10 +124,8 @@ def test_threads_share_one_remote_descriptor(pair):
 
     def consume(slot: int) -> None:
         while sum(map(len, results)) < 1200:
-            try:
+            with contextlib.suppress(queue.Empty):
                 results[slot].extend(remote.get_many(16, timeout=0.2))
-            except queue.Empty:
-                pass
 
     threads = [threading.Thread(target=produce, args=(k,)) for k in range(4)]
     threads += [threading.Thread(target=consume, args=(s,)) for s in range(2)]
@@ -191,7 +190,7 @@ def test_a_batch_over_the_message_limit_goes_in_pieces_with_exact_accounting(aut
         remote.flush()
         assert local.get_many(100) == items[50:]
         remote.put("y" * 5000)
-        with pytest.raises(ValueError, match="over the .*-byte limit; dropped"):
+        with pytest.raises(ValueError, match=r"over the .*-byte limit; dropped"):
             remote.flush()
         remote.put("z")
         remote.flush()

@@ -89,7 +89,7 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
         """
         if self._queue is not None and self._instance_pid != os.getpid():
             self.clear_cache()
-        return BaseQueueDescriptor.queue_instance.fget(self)
+        return super().queue_instance
 
     def _create_queue_instance(self) -> Any:
         from ..rpc.local import find_server
@@ -115,7 +115,8 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
         self.queue_instance.put_many(items, timeout)
 
     def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
-        return self.queue_instance.get_many(max_items, timeout)
+        items: list[Any] = self.queue_instance.get_many(max_items, timeout)
+        return items
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until the server has queued every item this process put through this descriptor.

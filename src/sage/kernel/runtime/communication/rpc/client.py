@@ -19,6 +19,7 @@ request, or else by a CONFIRM that `confirmer.py` sends `timeout / 4` later.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -207,7 +208,7 @@ class RPCQueueClient:
             with self._channels_lock:
                 self._channels.append(channel)
         if channel.socket is None:
-            sock = zmq.Context.instance().socket(zmq.DEALER)
+            sock: Any = zmq.Context.instance().socket(zmq.DEALER)
             sock.linger = 0
             # Kept across reconnections: the server answers a re-sent request to where the
             # client's replies went, and a new connection with this id takes that place.
@@ -263,14 +264,14 @@ class RPCQueueClient:
 
     @staticmethod
     def _send(sock: Any, message: bytes) -> None:
-        try:
+        # zmq.Again: the send queue is full while disconnected; the next re-send tries again.
+        with contextlib.suppress(zmq.Again):
             sock.send(message, _NOBLOCK)
-        except zmq.Again:
-            pass  # the send queue is full while disconnected; the next re-send tries again
 
     def _check(self, reply: Reply) -> Reply:
         if reply.status is Status.ERROR:
-            raise RPCQueueError(f"{self.endpoint} queue {self.queue_id!r}: {bytes(reply.payload).decode(errors='replace')}")
+            text = bytes(reply.payload).decode(errors="replace")
+            raise RPCQueueError(f"{self.endpoint} queue {self.queue_id!r}: {text}")
         if reply.status is Status.SHUTDOWN:
             raise ConnectionError(f"the RPC queue server at {self.endpoint} is shutting down")
         return reply

@@ -16,6 +16,7 @@ seen twice.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import heapq
 import itertools
 import os
@@ -111,34 +112,33 @@ class Confirmer:
     @staticmethod
     def _send(sockets: dict[str, Any], ready: list[tuple[str, bytes]]) -> None:
         for endpoint, message in ready:
-            sock = sockets.get(endpoint)
+            sock: Any = sockets.get(endpoint)
             if sock is None:
                 sock = sockets[endpoint] = zmq.Context.instance().socket(zmq.DEALER)
                 sock.linger = 1000  # what is sent at exit gets out
                 sock.connect(endpoint)
-            try:
+            # zmq.Again: not connected yet and its queue is full: the server's lease returns the items.
+            with contextlib.suppress(zmq.Again):
                 sock.send(message, _NOBLOCK)
-            except zmq.Again:
-                pass  # not connected yet and its queue is full: the server's lease returns the items
 
 
-_confirmer: Confirmer | None = None
-_confirmer_pid = 0
+_confirmers: dict[int, Confirmer] = {}  # by process id: a forked child makes its own
 _lock = threading.Lock()
 
 
 def confirmer() -> Confirmer:
-    """This process's confirmer (a forked child makes its own)."""
-    global _confirmer, _confirmer_pid
+    """This process's confirmer."""
     with _lock:
-        if _confirmer is None or _confirmer_pid != os.getpid():
-            _confirmer, _confirmer_pid = Confirmer(), os.getpid()
-        return _confirmer
+        found = _confirmers.get(os.getpid())
+        if found is None:
+            found = _confirmers[os.getpid()] = Confirmer()
+        return found
 
 
 def _send_pending_at_exit() -> None:
-    if _confirmer is not None and _confirmer_pid == os.getpid():
-        _confirmer.send_all_now(timeout=2.0)
+    found = _confirmers.get(os.getpid())
+    if found is not None:
+        found.send_all_now(timeout=2.0)
 
 
 atexit.register(_send_pending_at_exit)

@@ -18,8 +18,9 @@ or producers wait, so the local hot path costs one attribute read.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..queue_descriptor.python_queue_descriptor import BatchQueue
 from .protocol import records
@@ -32,7 +33,7 @@ UNBOUNDED_CREDIT = 2**62
 class ParkedGet:
     """A remote get waiting for items. `client` is the server's record of who asked."""
 
-    queue: "HostedQueue"
+    queue: HostedQueue
     client: Any
     max_items: int
     timer: Any = None
@@ -53,7 +54,7 @@ class Stream:
     """
 
     stream_id: bytes
-    queue: "HostedQueue"
+    queue: HostedQueue
     identity: bytes
     next_position: int
     arrived: int

@@ -15,35 +15,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .server import RPCQueueServer
 
-_servers: dict[tuple[str, int], "RPCQueueServer"] = {}
-_owner_pid = os.getpid()
+_servers: dict[int, dict[tuple[str, int], RPCQueueServer]] = {}  # by process id: a forked child finds none
 _lock = threading.Lock()
 
 
-def register(server: "RPCQueueServer", hosts: set[str], port: int) -> None:
+def register(server: RPCQueueServer, hosts: set[str], port: int) -> None:
     """Make `server` findable under every host name in `hosts` with `port`."""
     with _lock:
-        _forget_if_forked()
+        mine = _servers.setdefault(os.getpid(), {})
         for host in hosts:
-            _servers[(host, port)] = server
+            mine[(host, port)] = server
 
 
-def unregister(server: "RPCQueueServer") -> None:
+def unregister(server: RPCQueueServer) -> None:
     """Forget every address of `server`."""
     with _lock:
-        for address in [a for a, s in _servers.items() if s is server]:
-            del _servers[address]
+        mine = _servers.get(os.getpid(), {})
+        for address in [a for a, s in mine.items() if s is server]:
+            del mine[address]
 
 
-def find_server(host: str, port: int) -> "RPCQueueServer | None":
+def find_server(host: str, port: int) -> RPCQueueServer | None:
     """The running server of this process at (host, port), or None."""
     with _lock:
-        _forget_if_forked()
-        return _servers.get((host, port))
-
-
-def _forget_if_forked() -> None:
-    global _owner_pid
-    if os.getpid() != _owner_pid:
-        _servers.clear()
-        _owner_pid = os.getpid()
+        return _servers.get(os.getpid(), {}).get((host, port))

@@ -36,6 +36,7 @@ asks for it (because other producers wait for credit) and the stream is idle.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
@@ -351,10 +352,9 @@ class ProducerStream:
 
     def _wake_locked(self) -> None:
         self._sender_idle = False
-        try:
+        # BlockingIOError: a full buffer already holds a wake-up; OSError: the sender closed it.
+        with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")  # type: ignore[union-attr]
-        except (BlockingIOError, OSError):
-            pass  # a full buffer already holds a wake-up
 
     def _fail(self, failure: BaseException) -> None:
         """End the stream (lock held): callers get `failure` once; a fresh stream starts."""
@@ -437,7 +437,7 @@ class ProducerStream:
 
     # ------------------------------------------------------------------ sender thread
     def _run(self, wake_r: socket.socket, wake_w: socket.socket, stop: threading.Event) -> None:
-        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock: Any = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
         # Kept across reconnections, so the server's answers find this socket again.
         sock.routing_id = b"P" + os.urandom(15)
@@ -451,10 +451,9 @@ class ProducerStream:
                 if readable:
                     self._receive(sock)
                 for message in self._round():
-                    try:
+                    # zmq.Again: the send queue is full while disconnected; the re-send timer sends it again.
+                    with contextlib.suppress(zmq.Again):
                         sock.send(message, _NOBLOCK)
-                    except zmq.Again:
-                        pass  # the send queue is full while disconnected; the re-send timer sends it again
                 events = dict(poller.poll(self._idle_ms()))
                 readable = sock in events
                 if wake_r.fileno() in events:
@@ -465,7 +464,9 @@ class ProducerStream:
                         pass
         except BaseException as exc:
             with self._cond:
-                self._fail(RPCQueueError(f"the sender thread of {self.endpoint} queue {self.queue_id!r} failed: {exc!r}"))
+                self._fail(RPCQueueError(
+                    f"the sender thread of {self.endpoint} queue {self.queue_id!r} failed: {exc!r}"
+                ))
                 if self._stop is stop:
                     self._thread = self._stop = None  # the next put starts a new one
             raise
@@ -493,7 +494,8 @@ class ProducerStream:
                 return  # for a stream that ended
             self._quiet_since = now
             if state.status is Status.RESET or state.status is Status.SHUTDOWN:
-                why = "is shutting down" if state.status is Status.SHUTDOWN else "restarted (it does not know this producer)"
+                why = ("is shutting down" if state.status is Status.SHUTDOWN
+                       else "restarted (it does not know this producer)")
                 self._fail(ConnectionError(
                     f"the RPC queue server at {self.endpoint} {why}: {self.pending} item(s) put on queue "
                     f"{self.queue_id!r} and not confirmed may be lost"
@@ -557,7 +559,9 @@ class ProducerStream:
                     Op.CREDIT, position=self._acked + 1, weight=self._acked_weight,
                     wanted=self._weight + self._backlog,
                 ))
-            elif not items and (self._demands > self._asked or (waiting and now - self._last_sent >= self._resend_interval)):
+            elif not items and (
+                self._demands > self._asked or (waiting and now - self._last_sent >= self._resend_interval)
+            ):
                 messages.append(self._message(Op.CREDIT, position=self._acked + 1, weight=self._acked_weight))
             generation = self._generation
         if items is None:
@@ -592,7 +596,7 @@ class ProducerStream:
         return max(0, math.ceil((min(deadlines) - now) * 1000))
 
 
-_live_streams: "weakref.WeakSet[ProducerStream]" = weakref.WeakSet()
+_live_streams: weakref.WeakSet[ProducerStream] = weakref.WeakSet()
 
 
 def _flush_at_exit() -> None:

@@ -165,7 +165,8 @@ def dumps_items(items: list[Any]) -> bytes:
     except (pickle.PicklingError, AttributeError, TypeError):
         import cloudpickle
 
-        return cloudpickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        payload: bytes = cloudpickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        return payload
 
 
 def loads_items(payload: bytes | memoryview) -> list[Any]:

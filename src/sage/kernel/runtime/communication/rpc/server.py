@@ -23,6 +23,8 @@ message is ignored or answered to the address the client last used.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -32,8 +34,9 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -204,7 +207,7 @@ class RPCQueueServer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
 
-    def start(self, timeout: float = 10.0) -> "RPCQueueServer":
+    def start(self, timeout: float = 10.0) -> RPCQueueServer:
         """Bind and start the I/O thread; return self.
 
         Raises `OSError` when the address cannot be bound (port in use) and
@@ -241,7 +244,7 @@ class RPCQueueServer:
         self._wake_r.close()
         self._wake_w.close()
 
-    def __enter__(self) -> "RPCQueueServer":
+    def __enter__(self) -> RPCQueueServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -294,14 +297,12 @@ class RPCQueueServer:
 
     def _wake(self) -> None:
         # Called from any thread; a full socket buffer already holds a wake-up.
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
 
     # ------------------------------------------------------------------ I/O thread
     def _run(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        sock: Any = zmq.Context.instance().socket(zmq.ROUTER)
         sock.linger = 0
         sock.rcvhwm = RCVHWM
         # A send to a peer that is gone fails at once instead of vanishing, so a
@@ -380,7 +381,9 @@ class RPCQueueServer:
         except Exception:
             # One bad message must not take the server down for everyone else.
             self._counters["errors"] += 1
-            log.exception("RPC queue server failed to serve a %s message on queue %r", request.op.name, request.queue_id)
+            log.exception(
+                "RPC queue server failed to serve a %s message on queue %r", request.op.name, request.queue_id
+            )
 
     def _send(self, identity: bytes, message: bytes) -> bool:
         """Send one message; False when the peer is gone (the caller takes back what it gave it).
@@ -657,7 +660,7 @@ class RPCQueueServer:
         for stream in hosted.producers.values():
             if stream.unused and stream is not first and not stream.recalled:
                 stream.recalled = True
-                stream.recall_timer = self._schedule(stream.lease, lambda s=stream: self._revoke(s))
+                stream.recall_timer = self._schedule(stream.lease, functools.partial(self._revoke, stream))
                 self._to_tell[stream.stream_id] = stream
                 self._counters["recalls"] += 1
 
