@@ -37,9 +37,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def raw_dealer(port: int, routing_id: bytes | None = None):
-    """A bare DEALER socket connected to the server, to send hand-made or recorded messages."""
+    """A bare DEALER socket connected to the server, to send hand-made or recorded messages.
+
+    A `recv()` that gets nothing within 30 s raises `zmq.Again` instead of hanging the test.
+    """
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
+    sock.rcvtimeo = 30_000
     if routing_id is not None:
         sock.routing_id = routing_id
     sock.connect(f"tcp://127.0.0.1:{port}")

@@ -106,7 +106,7 @@ def test_producers_sharing_a_tiny_queue_keep_their_order_and_lose_nothing(server
 def test_messages_sent_again_after_a_lost_connection_are_queued_once(server):
     local = server.create_queue("q", 10_000)
     cutter = TcpCutter(server.port)
-    producer = RPCQueueDescriptor("127.0.0.1", cutter.port, "q", 10_000, timeout=3.0)
+    producer = RPCQueueDescriptor("127.0.0.1", cutter.port, "q", 10_000, timeout=6.0)  # re-sends every 1 s
     try:
         for n in range(100):
             producer.put(n)

@@ -43,7 +43,7 @@ def test_items_a_killed_consumer_took_but_never_confirmed_go_back_to_the_front_i
 
 def test_a_consumer_confirms_what_it_got_so_nothing_comes_back(server):
     local = server.create_queue("q", 100)
-    consumer = over_tcp(local, timeout=1.0)  # lease of 1 s: anything unconfirmed would be back soon
+    consumer = over_tcp(local, timeout=4.0)  # a lease of 4 s: anything unconfirmed would be back soon
     local.put_many(["x", "y"])
     assert consumer.get_many(10, timeout=10) == ["x", "y"]
     wait_until(lambda: server.counters["unconfirmed"] == 0)

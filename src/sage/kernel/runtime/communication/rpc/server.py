@@ -497,11 +497,13 @@ class RPCQueueServer:
             self._counters["errors"] += 1
             self._reply(client, Status.ERROR, payload=f"the server cannot pickle the items: {exc!r}".encode())
             return
-        if self._reply(client, Status.OK, count=len(items), qsize=hosted.qsize(), payload=payload):
-            unconfirmed = _Unconfirmed(hosted, items)
-            unconfirmed.timer = self._schedule(client.lease, lambda: self._lease_expired(client, unconfirmed))
-            client.unconfirmed = unconfirmed
-        else:
+        # Unconfirmed from before the reply leaves, so nobody sees the items in neither place.
+        unconfirmed = _Unconfirmed(hosted, items)
+        unconfirmed.timer = self._schedule(client.lease, lambda: self._lease_expired(client, unconfirmed))
+        client.unconfirmed = unconfirmed
+        if not self._reply(client, Status.OK, count=len(items), qsize=hosted.qsize(), payload=payload):
+            client.unconfirmed = None  # the consumer is gone: the items go straight back
+            self._cancel(unconfirmed.timer)
             self._give_back(client, hosted, items)
 
     def _get_timed_out(self, get: ParkedGet) -> None:
