@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .server import RPCQueueServer
+from .hosted_queue import HostedQueue
 
-_servers: dict[int, dict[tuple[str, int], RPCQueueServer]] = {}  # by process id: a forked child finds none
+
+class HostingServer(Protocol):
+    """What a local descriptor needs of the server it attaches to (an `RPCQueueServer`)."""
+
+    def attach_queue(self, queue_id: str, maxsize: int) -> HostedQueue: ...
+
+
+_servers: dict[int, dict[tuple[str, int], Any]] = {}  # by process id: a forked child finds none
 _lock = threading.Lock()
 
 
-def register(server: RPCQueueServer, hosts: set[str], port: int) -> None:
+def register(server: HostingServer, hosts: set[str], port: int) -> None:
     """Make `server` findable under every host name in `hosts` with `port`."""
     with _lock:
         mine = _servers.setdefault(os.getpid(), {})
@@ -27,7 +33,7 @@ def register(server: RPCQueueServer, hosts: set[str], port: int) -> None:
             mine[(host, port)] = server
 
 
-def unregister(server: RPCQueueServer) -> None:
+def unregister(server: HostingServer) -> None:
     """Forget every address of `server`."""
     with _lock:
         mine = _servers.get(os.getpid(), {})
@@ -35,7 +41,8 @@ def unregister(server: RPCQueueServer) -> None:
             del mine[address]
 
 
-def find_server(host: str, port: int) -> RPCQueueServer | None:
+def find_server(host: str, port: int) -> HostingServer | None:
     """The running server of this process at (host, port), or None."""
     with _lock:
-        return _servers.get(os.getpid(), {}).get((host, port))
+        server: HostingServer | None = _servers.get(os.getpid(), {}).get((host, port))
+        return server

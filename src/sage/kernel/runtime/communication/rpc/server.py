@@ -41,9 +41,9 @@ from typing import Any
 import zmq
 
 from ..queue_descriptor.rpc_queue_descriptor import DEFAULT_MAXSIZE, DEFAULT_TIMEOUT, RPCQueueDescriptor
-from . import local
 from .auth import Signer, resolve_authkey
 from .hosted_queue import HostedQueue, ParkedGet, Stream
+from .local import register, unregister
 from .protocol import (
     FLAG_RECALL,
     MAX_MESSAGE_BYTES,
@@ -226,7 +226,7 @@ class RPCQueueServer:
             raise OSError(
                 f"cannot bind the RPC queue server to tcp://{self.host}:{self._requested_port}: {self._start_error}"
             ) from self._start_error
-        local.register(self, {self.host, self.advertise_host}, self.port)
+        register(self, {self.host, self.advertise_host}, self.port)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -234,7 +234,7 @@ class RPCQueueServer:
 
         Idempotent. Waits up to `timeout` for the thread to finish.
         """
-        local.unregister(self)
+        unregister(self)
         self._stopping.set()
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
