@@ -1,6 +1,7 @@
 """User function classes. Plain callables work wherever a function class does."""
 
 from .base_function import BaseFunction
+from .files import FileSink, FileSource
 from .multi_input_function import CoMapFunction, JoinFunction
 from .source_function import BatchFunction, SourceFunction
 from .transform_function import (
@@ -16,6 +17,8 @@ __all__ = [
     "BaseFunction",
     "BatchFunction",
     "CoMapFunction",
+    "FileSink",
+    "FileSource",
     "FilterFunction",
     "FlatMapFunction",
     "JoinFunction",
