@@ -51,7 +51,7 @@ def test_final_statuses(tmp_path: pathlib.Path) -> None:
     store.begin("wc", run, 2, 0.0)
     store.commit("wc", run, 2, [("t", b"f")], status="finished")
     last = store.last("wc", run)
-    assert last.status == "finished" and not last.restorable
+    assert last.status == "finished" and last.restorable  # resuming it completes its last commits
     with pytest.raises(ValueError, match="not 'pending'"):
         store.commit("wc", run, 3, [], status="pending")
 

@@ -149,6 +149,7 @@ class Dispatcher:
         if coordinator is None or control is None:
             return
         attempt = self.attempt
+        coordinator.begin_attempt(attempt)
         self._control = ControlReader(self.job.job_id, control, lambda part: coordinator.on_part(attempt, part),
                                       lambda part: coordinator.on_final(attempt, part))
         self._control.start()
@@ -165,7 +166,7 @@ class Dispatcher:
                                             if not self.graph.nodes[name].detached}
             participants.update(self.readers)
         sources = [name for name in participants if name in self.graph.nodes and self.graph.nodes[name].is_source]
-        self.coordinator.begin_attempt(self.attempt, participants, sources)
+        self.coordinator.participants(participants, sources)
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:

@@ -10,8 +10,9 @@ failed attempt that no checkpoint holds are delivered again. After the last
 restart, a failure fails the job as without restarts.
 
 With checkpoints, the supervisor also decides where a new job starts: from
-the last complete (or stopped) checkpoint of a job of the same name in
-`checkpoint_dir`, unless it finished, or the job was submitted with
+the last checkpoint of a job of the same name in `checkpoint_dir` (complete,
+stopped, or finished: resuming a finished job only completes the commits a
+crash may have interrupted), unless the job was submitted with
 `resume=False` (a new run begins). A checkpoint of a pipeline of another
 shape is refused.
 """
@@ -97,7 +98,11 @@ class JobSupervisor:
                     f"starts over")
             self.restored = RestoredCheckpoint(last.checkpoint_id, store.load(name, run, last.checkpoint_id))
             first_id = store.next_id(name, run)
-            logger.info("job %s resumes from checkpoint %d", name, last.checkpoint_id)
+            if last.status == "finished":
+                logger.warning("job %s finished before (checkpoint %d): resuming it only completes its last commits; "
+                               "submit(resume=False) runs it again", name, last.checkpoint_id)
+            else:
+                logger.info("job %s resumes from checkpoint %d", name, last.checkpoint_id)
         else:
             run, first_id = store.start_run(name, shape), 1
         self.coordinator = CheckpointCoordinator(store, name, run, self.config.checkpoint_interval, first_id)

@@ -91,23 +91,32 @@ class CheckpointCoordinator:
         self._timer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ attempts
-    def begin_attempt(self, attempt: int, participants: dict[str, Participant], sources: list[str]) -> None:
-        """Checkpoints from now on involve `participants` (by name); `sources` name those that inject barriers.
+    def begin_attempt(self, attempt: int) -> None:
+        """A new attempt starts: parts of earlier attempts count no more.
 
-        Whatever an earlier attempt left in flight is abandoned (it stays
-        pending in the store, never restored). Starts the trigger timer once.
+        Call it before the attempt's instances start (their parts may arrive
+        before `participants()` is called). Whatever an earlier attempt left
+        in flight is abandoned: it stays pending in the store, never restored.
         """
         with self._lock:
             self._attempt = attempt
-            self._participants = dict(participants)
-            self._sources = {name: participants[name] for name in sources}
+            self._participants = {}
+            self._sources = {}
             self._finals = {}
             self._in_flight = None
             self._final_done = False
+
+    def participants(self, participants: dict[str, Participant], sources: list[str]) -> None:
+        """Every instance of the attempt is started: checkpoints involve `participants` (by name), and
+        `sources` name those that inject barriers. Starts the trigger timer once."""
+        with self._lock:
+            self._participants = dict(participants)
+            self._sources = {name: participants[name] for name in sources}
         if self.interval is not None and self._timer is None:
             self._timer = threading.Thread(target=self._trigger_loop, name=f"sage-checkpoints-{self.job}",
                                            daemon=True)
             self._timer.start()
+        self._complete_if_ready()  # instances that already ended sent their final parts
 
     def suspend(self) -> None:
         """An attempt failed: its parts complete nothing from now on (until the next `begin_attempt`)."""

@@ -11,8 +11,9 @@ intact. Statuses:
 - "complete": every task's part is stored;
 - "stopped": the last checkpoint of a job that was stopped (`job.stop()`);
   resumable, its sources continue where they stopped;
-- "finished": the last checkpoint of a job that ended by itself; a later
-  submit of the same job starts over.
+- "finished": the last checkpoint of a job that ended by itself. Resuming it
+  ends at once, after completing any commit a crash interrupted (a sink's
+  last files); a new run of the job starts over with `resume=False`.
 
 The interface (`CheckpointStore`) is small on purpose, so an object store can
 stand in for SQLite later.
@@ -31,8 +32,7 @@ STORE_FILE = "checkpoints.sqlite"
 KEEP = 3
 """Complete checkpoints kept per run (older ones are deleted when a newer one completes)."""
 
-RESUMABLE = ("complete", "stopped")
-FINAL = ("stopped", "finished")
+RESUMABLE = ("complete", "stopped", "finished")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -149,7 +149,7 @@ class CheckpointStore:
         commits leaves nothing of it: the checkpoint stays pending. Older
         complete checkpoints beyond `KEEP` are deleted in the same transaction.
         """
-        if status not in RESUMABLE + FINAL:
+        if status not in RESUMABLE:
             raise ValueError(f"a checkpoint is committed complete, stopped or finished, not {status!r}")
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
