@@ -310,6 +310,29 @@ Options go before SCRIPT: everything after SCRIPT is the script's.
 """
 
 
+# ---------------------------------------------------------------------- checkpoints
+def checkpoints(directory: str) -> int:
+    """Print the checkpoints kept in `directory`; exit status 2 when it holds no checkpoint store."""
+    from .runtime.checkpoint import CheckpointStore
+    from .runtime.checkpoint.store import STORE_FILE
+
+    if not os.path.isfile(os.path.join(directory, STORE_FILE)):
+        print(f"sage-kernel checkpoints: no checkpoints in {directory} (no {STORE_FILE})", file=sys.stderr)
+        return 2
+    infos = CheckpointStore(directory).list()
+    if not infos:
+        print(f"no checkpoints in {directory}")
+        return 0
+    print(f"{'job':<24} {'run':>3} {'id':>6}  {'completed':<19} {'duration':>9} {'size':>10}  status")
+    for info in infos:
+        completed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.completed)) if info.completed else "-"
+        took = f"{info.duration * 1000:.0f} ms" if info.duration is not None else "-"
+        status = info.status if info.restorable or info.status == "finished" else "pending (not complete)"
+        print(f"{info.job:<24} {info.run:>3} {info.checkpoint_id:>6}  {completed:<19} {took:>9} "
+              f"{info.bytes:>10,}  {status}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sage-kernel", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -354,6 +377,12 @@ def _parser() -> argparse.ArgumentParser:
                               help="text format printed to stdout when no -o is given (default mermaid)")
     graph_parser.add_argument("--expand", action="store_true", help="draw every parallel instance as a node")
     _add_script_arguments(graph_parser)
+
+    checkpoints_parser = commands.add_parser(
+        "checkpoints", help="list the jobs and checkpoints kept in a checkpoint directory",
+        description="List every job and checkpoint in a checkpoint directory (a job's checkpoint_dir): id, when "
+                    "it completed, how long it took, its size, and whether it can be restored.")
+    checkpoints_parser.add_argument("directory", help="the checkpoint directory")
     return parser
 
 
@@ -380,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             print("sage-kernel demo: --top and --parallelism must be >= 1", file=sys.stderr)
             return 2
         return demo(options.top, options.parallelism, options.text)
+    if options.command == "checkpoints":
+        return checkpoints(options.directory)
     if options.command == "graph":
         return graph(options.script, options.args, options.output, options.format, options.expand,
                      options.full_traceback)

@@ -190,6 +190,22 @@ def progress(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]]) -> Progr
     return Progress(done, total, rate, finished)
 
 
+def recovery_note(metrics: dict[str, dict[str, Any]]) -> str:
+    """Restarts and the last checkpoint, in a few words ("" when the job takes none and never restarted)."""
+    own = metrics.get("job") or {}
+    notes = []
+    if own.get("restarts"):
+        notes.append(f"restarts {own['restarts']}")
+    checkpoints = own.get("checkpoints") or {}
+    if checkpoints.get("last_id") is not None:
+        size = checkpoints["last_bytes"]
+        notes.append(f"checkpoint #{checkpoints['last_id']} ({checkpoints['last_duration_seconds'] * 1000:.0f} ms, "
+                     f"{size / 1024:.1f} KiB)")
+    elif own.get("checkpoints") is not None:
+        notes.append("no checkpoint yet")
+    return " · ".join(notes)
+
+
 def service_rows(metrics: dict[str, dict[str, Any]], graph: ExecutionGraph) -> list[ServiceRow]:
     """One row per service object (pipeline services are their tasks' rows); callers folded by operator."""
     rows = []

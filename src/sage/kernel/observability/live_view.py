@@ -24,7 +24,7 @@ from rich.text import Text
 from ..runtime.graph import ExecutionGraph
 from ..runtime.job import JobRun
 from ..runtime.job_manager import JobListener
-from .job_view import Progress, Row, operator_rows, progress, service_rows
+from .job_view import Progress, Row, operator_rows, progress, recovery_note, service_rows
 from .rates import RateWindow, lifetime
 from .waker import Waker, catch_ctrl_c
 
@@ -154,8 +154,10 @@ def service_table(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], sum
 def job_panel(watched: WatchedJob, metrics: dict[str, dict[str, Any]], expand: bool, now: float) -> RenderableType:
     """What the live view shows of one job: a header, a progress bar when the size is known, the tables."""
     job = watched.job
+    recovery = recovery_note(metrics)
     parts: list[RenderableType] = [Text.assemble(
-        ("job ", "bold"), (job.job_id, "bold cyan"), f" · {job.status} · {duration(watched.elapsed(now))}")]
+        ("job ", "bold"), (job.job_id, "bold cyan"), f" · {job.status} · {duration(watched.elapsed(now))}",
+        f" · {recovery}" if recovery else "")]
     p = progress(watched.graph, metrics)
     if p is not None:
         bar = Table.grid(padding=(0, 1))
@@ -172,7 +174,8 @@ def summary(watched: WatchedJob, expand: bool, now: float) -> RenderableType:
     """The end-of-run table of one job: totals, time, average rates and shares over each task's life."""
     job = watched.job
     metrics = lifetime(job.instance_metrics())
-    title = f"job {job.job_id}: {job.status} in {watched.elapsed(now):.2f} s"
+    recovery = recovery_note(metrics)
+    title = f"job {job.job_id}: {job.status} in {watched.elapsed(now):.2f} s" + (f" · {recovery}" if recovery else "")
     parts: list[RenderableType] = [
         operator_table(operator_rows(watched.graph, metrics, expand, running_only=False), title, summary=True)]
     services = service_table(watched.graph, metrics, summary=True)
@@ -186,6 +189,9 @@ def plain_line(watched: WatchedJob, metrics: dict[str, dict[str, Any]], now: flo
     and queue load."""
     job = watched.job
     line = f"[{duration(watched.elapsed(now))}] job {job.job_id} {job.status}"
+    recovery = recovery_note(metrics)
+    if recovery:
+        line += f" ({recovery})"
     p = progress(watched.graph, metrics)
     if p is not None:
         eta = "done" if p.finished else f"ETA {duration(p.eta_seconds)}"
