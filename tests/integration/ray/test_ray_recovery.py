@@ -15,7 +15,7 @@ from sage.kernel.api.function import FileSink, FileSource
 from sage.kernel.testing import wait_until
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "recovery"))
-from wordcount_job import Count, committed_output, expected_output, final_counts, write_input  # noqa: E402
+from wordcount_job import Count, committed_output, expected_output, final_counts, write_input
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -222,3 +222,15 @@ def test_sources_that_cannot_resume_are_refused_when_checkpointing(tmp_path: pat
         env.submit()
     with pytest.raises(PipelineError, match="checkpoint_interval needs a checkpoint_dir"):
         LocalEnvironment("no-dir", config={"checkpoint_interval": 1.0})
+
+
+def test_the_last_checkpoint_is_stored_before_the_job_ends(tmp_path: pathlib.Path) -> None:
+    """Even when no function waits for commits, the job ends only once its final checkpoint is stored."""
+    from sage.kernel.runtime.checkpoint import CheckpointStore
+
+    env = LocalEnvironment("final-stored", config={"checkpoint_interval": 10.0, "checkpoint_dir": str(tmp_path)})
+    env.from_batch(range(1000)).map(FailOnce, 0, threading.Event()).sink(lambda x: None)
+    job = env.submit(autostop=True)
+    assert job.metrics()["job"]["checkpoints"]["last_status"] == "finished"
+    (info,) = [i for i in CheckpointStore(str(tmp_path)).list() if i.status != "pending"]
+    assert info.status == "finished" and info.bytes > 0

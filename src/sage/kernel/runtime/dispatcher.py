@@ -183,6 +183,14 @@ class Dispatcher:
             detached_done = not self._running_detached
         if status != "finished" or not main_done:
             return
+        if was_main and self.coordinator is not None:
+            # The job's last checkpoint is stored before anything else ends (its parts may still be on their way).
+            self.coordinator.after_final(lambda: self._main_finished(detached_done))
+            return
+        self._main_finished(detached_done, was_main)
+
+    def _main_finished(self, detached_done: bool, was_main: bool = True) -> None:
+        """The bounded part (or the last service-pipeline task) finished: stop what serves it, or end."""
         if was_main and not detached_done:
             # The bounded job is done: service pipelines stop and drain; services stop after them.
             with self._lock:

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .messages import FinalPart, SnapshotPart
@@ -89,6 +90,7 @@ class CheckpointCoordinator:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._timer: threading.Thread | None = None
+        self._after_final: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ attempts
     def begin_attempt(self, attempt: int) -> None:
@@ -105,6 +107,15 @@ class CheckpointCoordinator:
             self._finals = {}
             self._in_flight = None
             self._final_done = False
+            self._after_final = []
+
+    def after_final(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the attempt's final checkpoint is stored (at once if it already is)."""
+        with self._lock:
+            if not self._final_done:
+                self._after_final.append(callback)
+                return
+        callback()
 
     def participants(self, participants: dict[str, Participant], sources: list[str]) -> None:
         """Every instance of the attempt is started: checkpoints involve `participants` (by name), and
@@ -204,9 +215,12 @@ class CheckpointCoordinator:
                 self._final_done = True
                 completed.append((checkpoint_id, self._final_status))
             participants = list(self._participants.values())
+            after_final, self._after_final = (self._after_final, []) if self._final_done else ([], self._after_final)
         for checkpoint_id, _ in completed:
             for participant in participants:
                 participant.notify_checkpoint_complete(checkpoint_id)
+        for callback in after_final:
+            callback()
 
     def _commit(self, checkpoint_id: int, started: float, parts: dict[str, bytes], status: str) -> None:
         """Store a checkpoint whose parts are all in (lock held)."""
