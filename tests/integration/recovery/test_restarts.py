@@ -232,5 +232,26 @@ def test_the_last_checkpoint_is_stored_before_the_job_ends(tmp_path: pathlib.Pat
     env.from_batch(range(1000)).map(FailOnce, 0, threading.Event()).sink(lambda x: None)
     job = env.submit(autostop=True)
     assert job.metrics()["job"]["checkpoints"]["last_status"] == "finished"
-    (info,) = [i for i in CheckpointStore(str(tmp_path)).list() if i.status != "pending"]
-    assert info.status == "finished" and info.bytes > 0
+    stored = [i for i in CheckpointStore(str(tmp_path)).list() if i.status != "pending"]
+    assert stored[-1].status == "finished" and stored[-1].bytes > 0
+
+
+class SlowDouble(MapFunction):
+    """A slow call (a model, a remote store): the pipeline takes long after the source is done."""
+
+    def execute(self, x: int) -> int:
+        threading.Event().wait(0.002)  # the work being slow, not a synchronisation
+        return 2 * x
+
+
+def test_a_source_that_ran_out_keeps_checkpoints_going_while_the_rest_drains(tmp_path: pathlib.Path) -> None:
+    """A source that emitted its last record asks for a checkpoint behind it at once, and ends only when it
+    completes: records become visible (and safe) while downstream still works, not only at the very end."""
+    env = LocalEnvironment("drains", config={"checkpoint_interval": 3600.0, "checkpoint_dir": str(tmp_path),
+                                             "queue_maxsize": 4096})
+    results = env.from_batch(range(2000)).map(SlowDouble).collect()  # all 2000 fit in the queues at once
+    job = env.submit()
+    first = next(iter(results))  # visible before the ~4 s of work are over: a checkpoint completed early
+    assert first == 0 and not job.done()
+    assert job.wait(JOB_TIMEOUT) == "finished"
+    assert [first, *results] == [2 * x for x in range(2000)]

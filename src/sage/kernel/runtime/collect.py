@@ -138,19 +138,22 @@ class CollectedRecords:
         with self._cond:
             self._reading = True
             self._cond.notify_all()
+        records = self._records
         while True:
             with self._cond:
-                while not self._records and not self._complete and self._error is None:
+                while not records and not self._complete and self._error is None:
                     self._cond.wait()
-                if self._records:
-                    batch = list(self._records)
-                    self._records.clear()
-                    self._cond.notify_all()  # room for the reader thread
+                if records:
+                    # One at a time: a record leaves the buffer only when it is handed out, so an
+                    # iterator dropped half-way (next(iter(results))) loses nothing.
+                    record = records.popleft()
+                    if len(records) < self.capacity:
+                        self._cond.notify_all()  # room for the reader thread
                 elif self._error is not None:
                     raise self._error
                 else:
                     return
-            yield from batch
+            yield record
 
     def done(self) -> bool:
         """True once no more records will arrive (complete, or failed)."""

@@ -151,7 +151,8 @@ class Dispatcher:
         attempt = self.attempt
         coordinator.begin_attempt(attempt)
         self._control = ControlReader(self.job.job_id, control, lambda part: coordinator.on_part(attempt, part),
-                                      lambda part: coordinator.on_final(attempt, part))
+                                      lambda part: coordinator.on_final(attempt, part),
+                                      lambda message: coordinator.on_end_of_input(attempt, message))
         self._control.start()
 
     def _reader_checkpoints(self) -> _AttemptParts | None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from ..communication.queue_descriptor import BaseQueueDescriptor
-from .messages import FinalPart, SnapshotPart
+from .messages import EndOfInput, FinalPart, SnapshotPart
 
 READ_WAIT = 0.2
 """Seconds a read blocks before re-checking whether the reader was stopped."""
@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 class ControlReader:
-    """Hands every part the tasks put on `descriptor` to `on_part` / `on_final`, on a thread of its own.
+    """Hands every message the tasks put on `descriptor` to `on_part` / `on_final` / `on_end_of_input`,
+    on a thread of its own.
 
     Runs until `stop()`; a transport failure is logged and ends it (the
     checkpoint it would have completed then never completes, and the job goes
@@ -25,10 +26,11 @@ class ControlReader:
     """
 
     def __init__(self, name: str, descriptor: BaseQueueDescriptor, on_part: Callable[[SnapshotPart], None],
-                 on_final: Callable[[FinalPart], None]) -> None:
+                 on_final: Callable[[FinalPart], None], on_end_of_input: Callable[[EndOfInput], None]) -> None:
         self.descriptor = descriptor
         self._on_part = on_part
         self._on_final = on_final
+        self._on_end_of_input = on_end_of_input
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sage-control-{name}", daemon=True)
 
@@ -52,5 +54,7 @@ class ControlReader:
                     self._on_part(item)
                 elif isinstance(item, FinalPart):
                     self._on_final(item)
+                elif isinstance(item, EndOfInput):
+                    self._on_end_of_input(item)
                 else:
                     logger.warning("the control queue %s held an unknown item %r", self.descriptor.queue_id, item)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .messages import FinalPart, SnapshotPart
+from .messages import EndOfInput, FinalPart, SnapshotPart
 from .store import CheckpointStore
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class CheckpointCoordinator:
         self._closed = threading.Event()
         self._timer: threading.Thread | None = None
         self._after_final: list[Callable[[], None]] = []
+        self._requested = False  # a source ended during a checkpoint in flight: trigger another after it
 
     # ------------------------------------------------------------------ attempts
     def begin_attempt(self, attempt: int) -> None:
@@ -108,6 +109,7 @@ class CheckpointCoordinator:
             self._in_flight = None
             self._final_done = False
             self._after_final = []
+            self._requested = False
 
     def after_final(self, callback: Callable[[], None]) -> None:
         """Call `callback()` once the attempt's final checkpoint is stored (at once if it already is)."""
@@ -128,6 +130,7 @@ class CheckpointCoordinator:
                                            daemon=True)
             self._timer.start()
         self._complete_if_ready()  # instances that already ended sent their final parts
+        self._trigger_requested()  # sources that already ran out of input
 
     def suspend(self) -> None:
         """An attempt failed: its parts complete nothing from now on (until the next `begin_attempt`)."""
@@ -171,6 +174,23 @@ class CheckpointCoordinator:
             handle.trigger_checkpoint(checkpoint_id)
         self._complete_if_ready()
         return checkpoint_id
+
+    def on_end_of_input(self, attempt: int, message: EndOfInput) -> None:
+        """A source emitted its last record: checkpoint now (or right after the one in flight), so that a
+        barrier follows that record and the source can end once it completes."""
+        with self._lock:
+            if attempt != self._attempt:
+                return
+            self._requested = True
+        self._trigger_requested()
+
+    def _trigger_requested(self) -> None:
+        """Trigger the checkpoint a source asked for, once none is in flight and the participants are known."""
+        with self._lock:
+            if not self._requested or self._in_flight is not None or not self._participants:
+                return
+            self._requested = False
+        self.trigger()
 
     # ------------------------------------------------------------------ parts
     def on_part(self, attempt: int, part: SnapshotPart) -> None:
@@ -221,6 +241,8 @@ class CheckpointCoordinator:
                 participant.notify_checkpoint_complete(checkpoint_id)
         for callback in after_final:
             callback()
+        if completed:
+            self._trigger_requested()
 
     def _commit(self, checkpoint_id: int, started: float, parts: dict[str, bytes], status: str) -> None:
         """Store a checkpoint whose parts are all in (lock held)."""

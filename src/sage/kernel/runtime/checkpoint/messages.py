@@ -3,7 +3,9 @@
 `SnapshotPart` carries one task's state for checkpoint `checkpoint_id`, taken
 when the barrier had arrived on all its open channels. `FinalPart` carries the
 state a task ended with: it stands for that task in every later checkpoint,
-since a finished task sees no more barriers.
+since a finished task sees no more barriers. `EndOfInput` says a source has
+emitted its last record and asks for a checkpoint at once (its barrier will
+follow that record).
 """
 
 from __future__ import annotations
@@ -27,6 +29,21 @@ class SnapshotPart:
 
     def __repr__(self) -> str:
         return f"SnapshotPart({self.checkpoint_id}, {self.task!r}, {len(self.state)} bytes)"
+
+
+class EndOfInput:
+    """Source `task` has emitted its last record: it waits for a checkpoint behind it before it ends."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EndOfInput, (self.task,))
+
+    def __repr__(self) -> str:
+        return f"EndOfInput({self.task!r})"
 
 
 class FinalPart:

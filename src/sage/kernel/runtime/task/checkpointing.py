@@ -24,7 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.alignment import Aligned, Aligner
-from ..checkpoint.messages import FinalPart, SnapshotPart
+from ..checkpoint.messages import EndOfInput, FinalPart, SnapshotPart
 from ..checkpoint.snapshot import decode, encode
 from ..communication.errors import SendCancelled
 from ..communication.router import CheckpointBarrier
@@ -48,6 +48,7 @@ class TaskCheckpoints:
         self._requests: collections.deque[int] = collections.deque()
         self._completions: collections.deque[int] = collections.deque()
         self._completed = threading.Event()
+        """Set on every trigger and completion: a waiting task wakes at once."""
 
     @property
     def last_barrier(self) -> int:
@@ -58,6 +59,7 @@ class TaskCheckpoints:
     def trigger(self, checkpoint_id: int) -> None:
         """Inject barrier `checkpoint_id` at the source's next safe point (sources only)."""
         self._requests.append(checkpoint_id)
+        self._completed.set()
 
     def notify(self, checkpoint_id: int) -> None:
         """Checkpoint `checkpoint_id` is complete; the function hears of it between two batches."""
@@ -118,6 +120,31 @@ class TaskCheckpoints:
         self._send(SnapshotPart(checkpoint_id, self.ctx.name, state, alignment))
         self.ctx.router.send_control(CheckpointBarrier(checkpoint_id, self.ctx.name))
 
+    def end_of_input(self, operator: Operator) -> bool:
+        """A source emitted its last record: ask for a checkpoint, inject its barrier (it follows that
+        record), and wait until a checkpoint from then on is complete; then downstream has processed every
+        record of this source and the source may end. Returns False when the job was cancelled first."""
+        self._send(EndOfInput(self.ctx.name))
+        covering: int | None = None
+        commit = getattr(operator.function, "on_checkpoint_complete", None)
+        cancel = self.ctx.cancel_event
+        while not cancel.is_set():
+            self._completed.wait(PUT_RETRY)
+            self._completed.clear()
+            while self._requests:
+                checkpoint_id = self._requests.popleft()
+                if checkpoint_id > self.aligner.last_checkpoint:
+                    self.aligner.last_checkpoint = checkpoint_id
+                    self._snapshot_and_forward(operator, checkpoint_id, 0.0)
+                    covering = covering or checkpoint_id
+            while self._completions:
+                checkpoint_id = self._completions.popleft()
+                if commit is not None:
+                    commit(checkpoint_id)
+                if covering is not None and checkpoint_id >= covering:
+                    return True
+        return False
+
     def send_final(self, operator: Operator) -> None:
         """End of stream: send the state the task ends with (it stands for the task in later checkpoints).
 
@@ -147,7 +174,7 @@ class TaskCheckpoints:
                     return True
         return False
 
-    def _send(self, part: SnapshotPart | FinalPart) -> None:
+    def _send(self, part: SnapshotPart | FinalPart | EndOfInput) -> None:
         control = self.ctx.control_qd
         assert control is not None, "only a checkpointing task sends parts"
         cancel = self.ctx.cancel_event

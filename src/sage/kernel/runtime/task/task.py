@@ -101,7 +101,10 @@ class Task:
                 operator.open()
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
-            done = self._run_source(operator) if isinstance(operator, SourceOperator) else self._run_stream(operator)
+            if isinstance(operator, SourceOperator):
+                done = self._run_source(operator) and self._source_covered(operator)
+            else:
+                done = self._run_stream(operator)
             if done and not self.ctx.cancel_event.is_set():
                 self._finish(operator)
                 self.status = "finished"
@@ -134,6 +137,18 @@ class Task:
                 raise TaskFailure(self.name, exc) from exc
             if not committed:
                 raise SendCancelled(f"{self.name}: cancelled while waiting for its final commit")
+
+    def _source_covered(self, operator: Operator) -> bool:
+        """With checkpoints, a source that ran out of input ends only once a checkpoint behind its last
+        record is complete (see `TaskCheckpoints.end_of_input`); False when cancelled first."""
+        if not self.checkpoints.active or self.ctx.cancel_event.is_set():
+            return True
+        try:
+            return self.checkpoints.end_of_input(operator)
+        except SendCancelled:
+            raise
+        except Exception as exc:
+            raise TaskFailure(self.name, exc) from exc
 
     def _checkpoint_point(self, operator: Operator) -> None:
         """Between two records or batches: inject requested barriers (sources), deliver completions."""
