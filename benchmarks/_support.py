@@ -15,8 +15,17 @@ RUN_TIMEOUT = 900.0
 """Seconds one measured run may take before it counts as hung (far above any default run)."""
 
 
+RESULT = "RESULT "
+"""The prefix of the line on which a worker prints its result (Ray may print lines of its own)."""
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """What a worker does with its result: one line for `run_isolated` to find."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
 def run_isolated(script: str, spec: dict[str, Any], timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
-    """Run `script --worker SPEC` in a new interpreter and return the JSON it printed last.
+    """Run `script --worker SPEC` in a new interpreter and return the result it printed (`print_result`).
 
     Every measurement gets its own process, so no run inherits another's heap,
     threads, garbage or warm caches. Raises `RuntimeError` with the child's
@@ -26,7 +35,10 @@ def run_isolated(script: str, spec: dict[str, Any], timeout: float = RUN_TIMEOUT
                           timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"run {spec} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = [line[len(RESULT):] for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    if not results:
+        raise RuntimeError(f"run {spec} printed no result:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return json.loads(results[-1])
 
 
 def package_version(name: str) -> str | None:

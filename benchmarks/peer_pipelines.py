@@ -26,7 +26,10 @@ system hands it records one by one (sage, threads) or in lists (Bytewax's `write
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -97,50 +100,85 @@ def split_line(line: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- sage
-def run_sage(pipeline: str, data: list[Any], transport: str = "python") -> float:
-    """Seconds from submit() to the end of wait() for `pipeline` on LocalEnvironment."""
-    from sage.kernel import LocalEnvironment
+class Count:
+    """Running count per key: (key, how many records of the key so far). A sage MapFunction (see sage_classes)."""
+
+    def __init__(self, key_of: Callable[[Any], str]) -> None:
+        self.key_of = key_of
+        self.counts: dict[str, int] = {}
+
+    def execute(self, record: Any) -> tuple[str, int]:
+        key = self.key_of(record)
+        count = self.counts.get(key, 0) + 1
+        self.counts[key] = count
+        return key, count
+
+
+class Total:
+    """Adds up its records (or their item `index`), times its first to its last record, and writes
+    {"total", "count", "seconds"} to `path` when the stream ends. A sage SinkFunction (see sage_classes)."""
+
+    def __init__(self, path: str, index: int | None) -> None:
+        self.path = path
+        self.index = index
+        self.total = self.count = 0
+        self.first = self.last = 0.0
+
+    def execute(self, data: Any) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.last = now
+        self.count += 1
+        self.total += data if self.index is None else data[self.index]
+
+    def close(self) -> None:
+        with open(self.path, "w", encoding="utf-8") as f:
+            json.dump({"total": self.total, "count": self.count, "seconds": self.last - self.first}, f)
+
+
+def sage_classes() -> tuple[type, type]:
+    """Count and Total as sage function classes (imported here, so a Bytewax run never imports sage)."""
     from sage.kernel.api.function import MapFunction, SinkFunction
 
-    class Count(MapFunction):
-        """Running count per key: (key, how many records of the key so far)."""
+    return type("Count", (Count, MapFunction), {}), type("Total", (Total, SinkFunction), {})
 
-        def __init__(self, key_of: Callable[[Any], str]) -> None:
-            self.key_of = key_of
-            self.counts: dict[str, int] = {}
 
-        def execute(self, record: Any) -> tuple[str, int]:
-            key = self.key_of(record)
-            count = self.counts.get(key, 0) + 1
-            self.counts[key] = count
-            return key, count
+def run_sage(pipeline: str, data: list[Any], backend: str = "local", transport: str = "python") -> float:
+    """Seconds of `pipeline` on sage-kernel.
 
-    class Total(SinkFunction):
-        def __init__(self, out: list[int], index: int | None) -> None:
-            self.out = out
-            self.index = index
-            self.total = 0
+    On the local backend: from submit() to the end of wait(). On Ray (every task an actor, in a process
+    of its own): from the sink's first record to its last, so Ray's start-up and the actors' are left
+    out (queues in between hold far fewer records than a run moves, so the sink sees the steady rate).
+    """
+    from sage.kernel import LocalEnvironment, RayEnvironment
 
-        def execute(self, data: Any) -> None:
-            self.total += data if self.index is None else data[self.index]
-
-        def close(self) -> None:
-            self.out.append(self.total)
-
-    out: list[int] = []
-    env = LocalEnvironment(f"peer-{pipeline}", config={"transport": transport, "queue_maxsize": QUEUE_RECORDS})
-    stream = env.from_batch(data)
-    if pipeline == "map":
-        stream.map(transform).sink(Total, out, None)
-    elif pipeline == "keyed":
-        stream.keyby(record_key).map(Count, record_key, parallelism=PARALLELISM).sink(Total, out, 1)
+    # Ray's workers unpickle this module's functions by importing it: they inherit this variable.
+    here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    count, total = sage_classes()
+    config = {"transport": transport}
+    if backend == "local":
+        env: Any = LocalEnvironment(f"peer-{pipeline}", config={**config, "queue_maxsize": QUEUE_RECORDS})
     else:
-        stream.flatmap(split_line).keyby(word_key).map(Count, word_key, parallelism=PARALLELISM).sink(Total, out, 1)
-    started = time.perf_counter()
-    env.submit(autostop=True)
-    elapsed = time.perf_counter() - started
-    _check(f"sage {transport}", pipeline, sum(out), data)
-    return elapsed
+        env = RayEnvironment(f"peer-{pipeline}", config=config)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "total.json")
+        stream = env.from_batch(data)
+        if pipeline == "map":
+            stream.map(transform).sink(total, path, None)
+        elif pipeline == "keyed":
+            stream.keyby(record_key).map(count, record_key, parallelism=PARALLELISM).sink(total, path, 1)
+        else:
+            words = stream.flatmap(split_line).keyby(word_key)
+            words.map(count, word_key, parallelism=PARALLELISM).sink(total, path, 1)
+        started = time.perf_counter()
+        env.submit(autostop=True)
+        elapsed = time.perf_counter() - started
+        with open(path, encoding="utf-8") as f:
+            sink = json.load(f)
+    _check(f"sage {backend} {transport}", pipeline, sink["total"], data)
+    return elapsed if backend == "local" else sink["seconds"] * records_moved(pipeline, len(data)) / (sink["count"] - 1)
 
 
 # --------------------------------------------------------------------------- bytewax
@@ -364,8 +402,8 @@ def run_fused(pipeline: str, data: list[Any]) -> float:
 
 # --------------------------------------------------------------------------- registry
 SYSTEMS: dict[str, Callable[[str, list[Any]], float]] = {
-    "sage local": lambda p, d: run_sage(p, d, "python"),
-    "sage rpc": lambda p, d: run_sage(p, d, "rpc"),
+    "sage local": lambda p, d: run_sage(p, d, "local", "python"),
+    "sage ray rpc": lambda p, d: run_sage(p, d, "ray", "rpc"),
     "bytewax": lambda p, d: run_bytewax(p, d, batch_size=1),
     "bytewax b100": lambda p, d: run_bytewax(p, d, batch_size=100),
     "threads 1": lambda p, d: run_threads(p, d, 1),
