@@ -384,6 +384,7 @@ def test_get_connections_info_describes_every_group(make_groups):
             "target_input_index": 1,
             "queue_id": groups[3][0].queue_descriptor.queue_id,
             "queue_type": "python",
+            "edge": "data",
         }
     ]
     assert [c.target_name for c in router.connections] == ["g0_0", "g0_1", "g3_0"]

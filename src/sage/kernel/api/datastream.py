@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import PipelineError
-from ..runtime.graph.transformation import Transformation
+from ..runtime.graph.transformation import FUTURE, Transformation
 from ..runtime.service.pipeline_service import reply_transformation
 from .function import (
     BaseFunction,
@@ -39,6 +39,10 @@ class Pipeline(Protocol):
 
     def add_results(self, results: Results) -> None:
         """Bind `results` to the job once it is submitted."""
+        ...
+
+    def fill_future(self, future: Transformation, filler: Transformation) -> None:
+        """Make `filler` the input of the future `future` (closing a loop)."""
         ...
 
 KEYBY_STRATEGIES = ("hash", "broadcast", "round_robin")
@@ -191,6 +195,24 @@ class DataStream:
     def connect(self, other: DataStream | ConnectedStreams) -> ConnectedStreams:
         """Combine with another stream: input 0 is this stream, input 1 the other (and so on)."""
         return ConnectedStreams(self._env, [self.transformation]).connect(other)
+
+    def fill_future(self, future: DataStream) -> None:
+        """Close a feedback loop: this stream's records go back to `future` (from `env.from_future`).
+
+        Operators that read the future receive them, as they receive any
+        input. This stream must be computed from the future (else there is
+        no loop); a future is filled once. Both are checked at submit, which
+        raises `PipelineError` naming the future. Raises `PipelineError` at
+        once when `future` is not a future of this stream's environment.
+        See docs/user_guide.md, "Feedback loops".
+        """
+        target = getattr(future, "transformation", None)
+        if not isinstance(future, DataStream) or target is None or target.kind != FUTURE:
+            raise PipelineError(f"fill_future after operator {self.transformation.basename!r}: expected a stream "
+                                f"made by env.from_future(name), got {future!r}")
+        if future._env is not self._env:
+            raise PipelineError(f"fill_future: future {target.future_name!r} belongs to another environment")
+        self._env.fill_future(target, self.transformation)
 
 
 class ConnectedStreams:

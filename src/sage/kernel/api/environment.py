@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import PipelineError
 from ..runtime.config import JobConfig
-from ..runtime.graph.transformation import Transformation
+from ..runtime.graph.transformation import FUTURE, Transformation
 from ..runtime.job_manager import job_manager
 from ..runtime.service.pipeline_service import service_pipeline
 from ..runtime.spec import JobSpec, ServiceSpec
@@ -41,7 +41,7 @@ class BaseEnvironment:
         self._results: list[Results] = []
         self._job: Job | None = None
 
-    def _check_not_submitted(self, what: str) -> None:
+    def check_not_submitted(self, what: str) -> None:
         if self._job is not None:
             raise PipelineError(f"{what}: environment {self.name!r} was already submitted (job {self._job.job_id}); "
                                 f"build the whole pipeline before submit()")
@@ -55,7 +55,7 @@ class BaseEnvironment:
 
         Raises `PipelineError` once the environment was submitted.
         """
-        self._check_not_submitted(f"operator {transformation.basename!r}")
+        self.check_not_submitted(f"operator {transformation.basename!r}")
         base, n = transformation.basename, 1
         while transformation.basename in self._names:
             n += 1
@@ -108,6 +108,29 @@ class BaseEnvironment:
             parallelism=parallelism, on_error=on_error, options=dict(resources or {}),
         )))
 
+    # ------------------------------------------------------------------ loops
+    def from_future(self, name: str) -> DataStream:
+        """A stream filled later: `stream.fill_future(future)` sends that stream's records back here.
+
+        Use it like any stream (connect, map, keyby...) to build a feedback
+        loop: records go round until a filter lets them out. A bounded job
+        with a loop finishes once its sources ended and no record is left in
+        the loop. At submit, `PipelineError` names a future that is never
+        filled, filled twice, filled by a stream that does not depend on it,
+        or that shares its name with another. See docs/user_guide.md,
+        "Feedback loops".
+        """
+        self.check_not_submitted(f"from_future {name!r}")
+        if not isinstance(name, str) or not name:
+            raise PipelineError(f"from_future: name must be a non-empty string, got {name!r}")
+        return DataStream(self, self.add_transformation(Transformation(
+            kind=FUTURE, basename=name, function_class=None, future_name=name)))
+
+    def fill_future(self, future: Transformation, filler: Transformation) -> None:
+        """Make `filler` the future's input (what `DataStream.fill_future` calls; checked at submit)."""
+        self.check_not_submitted(f"fill_future {future.future_name!r}")
+        future.inputs.append(filler)
+
     # ------------------------------------------------------------------ services
     def register_service(self, name: str, service_class: type[BaseService], *args: Any, max_concurrency: int = 1,
                          resources: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -118,7 +141,7 @@ class BaseEnvironment:
         Raises `PipelineError` for a duplicate name, a class that is not a
         `BaseService`, a bad `max_concurrency`, or an environment already submitted.
         """
-        self._check_not_submitted(f"register_service {name!r}")
+        self.check_not_submitted(f"register_service {name!r}")
         if not isinstance(name, str) or not name:
             raise PipelineError(f"register_service: name must be a non-empty string, got {name!r}")
         if name in self.services:
@@ -139,7 +162,7 @@ class BaseEnvironment:
         once. The service pipeline does not keep a bounded job alive: it is
         stopped (and drains) once the job's other tasks have finished.
         """
-        self._check_not_submitted(f"from_service {name!r}")
+        self.check_not_submitted(f"from_service {name!r}")
         if not isinstance(name, str) or not name or name in self.services:
             raise PipelineError(f"from_service: service name {name!r} is empty or already registered")
         spec, bridge = service_pipeline(name, max_in_flight, parallelism)

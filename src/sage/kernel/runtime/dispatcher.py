@@ -85,7 +85,8 @@ class Dispatcher:
                            self.graph.response_qds[node.name], node.group_strategies,
                            control_qd=self.graph.control_qd if checkpointing else None,
                            restored_state=restored.parts.get(name) if restored is not None else None,
-                           restored_checkpoint=restored.checkpoint_id if restored is not None else None)
+                           restored_checkpoint=restored.checkpoint_id if restored is not None else None,
+                           loop=node.loop)
 
     def service_context(self, name: str) -> ServiceContext:
         node = self.graph.services[name]

@@ -15,11 +15,13 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Aligned:
-    """A complete alignment: the checkpoint, how long channels were held, and the items they held."""
+    """A complete alignment: the checkpoint, how long channels were held, the items they held, and the
+    channels that delivered the barrier (channels the alignment did not wait for may be among them)."""
 
     checkpoint_id: int
     seconds: float
     held: list[Any]
+    arrived: frozenset[str]
 
 
 class Aligner:
@@ -57,7 +59,7 @@ class Aligner:
         that ended needs none); else None."""
         if self.aligning is None or not self._arrived >= open_channels:
             return None
-        aligned = Aligned(self.aligning, time.monotonic() - self._started, self._held)
+        aligned = Aligned(self.aligning, time.monotonic() - self._started, self._held, frozenset(self._arrived))
         self.last_checkpoint = self.aligning
         self.aligning, self._arrived, self._held = None, set(), []
         return aligned

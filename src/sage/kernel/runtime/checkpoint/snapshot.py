@@ -16,8 +16,8 @@ import cloudpickle
 from ..graph.transformation import Transformation
 
 
-def encode(state: dict[str, Any]) -> bytes:
-    """The bytes of a task's state; `TypeError` naming what cannot be pickled."""
+def encode(state: Any) -> bytes:
+    """The bytes of a task's state (or of records a snapshot keeps); `TypeError` naming what cannot be pickled."""
     try:
         data: bytes = cloudpickle.dumps(state)
     except Exception as exc:
@@ -25,10 +25,9 @@ def encode(state: dict[str, Any]) -> bytes:
     return data
 
 
-def decode(data: bytes) -> dict[str, Any]:
-    """A task's state from bytes this job's store holds (written by the job's own driver)."""
-    state: dict[str, Any] = cloudpickle.loads(data)
-    return state
+def decode(data: bytes) -> Any:
+    """What `encode` made the bytes of (bytes this job's store holds, written by the job's own driver)."""
+    return cloudpickle.loads(data)
 
 
 def pipeline_shape(transformations: list[Transformation]) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import BaseRouter, Connection, Packet, StopSignal
 from ..config import JobConfig
 from .base_context import RuntimeContext
+
+if TYPE_CHECKING:
+    from ..graph.loops import LoopRole
 
 
 class TaskContext(RuntimeContext):
@@ -26,6 +29,8 @@ class TaskContext(RuntimeContext):
     the job restarts from (and `restored_checkpoint` that checkpoint's id).
     While the function's `get_state()` runs for a checkpoint, `checkpoint_id`
     is that checkpoint's id (a transactional sink tags what it stages with it).
+
+    `loop` is the task's part in a feedback loop (None outside loops).
     """
 
     _LIVE = (*RuntimeContext._LIVE, "router", "stop_event")
@@ -36,7 +41,7 @@ class TaskContext(RuntimeContext):
                  service_qds: dict[str, BaseQueueDescriptor], service_methods: dict[str, frozenset[str]],
                  response_qd: BaseQueueDescriptor, group_strategies: dict[int, str] | None = None,
                  control_qd: BaseQueueDescriptor | None = None, restored_state: bytes | None = None,
-                 restored_checkpoint: int | None = None) -> None:
+                 restored_checkpoint: int | None = None, loop: LoopRole | None = None) -> None:
         self.basename = basename
         self.kind = kind
         self.parallel_index = parallel_index
@@ -49,6 +54,7 @@ class TaskContext(RuntimeContext):
         self.restored_state = restored_state
         self.restored_checkpoint = restored_checkpoint
         self.checkpoint_id: int | None = None
+        self.loop = loop
         super().__init__(name, job_id, config, service_qds, service_methods, response_qd)
 
     def _init_live(self) -> None:

@@ -9,9 +9,11 @@ from typing import Any
 from ...errors import PipelineError
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
+from ..communication.router.connection import DATA, FEEDBACK, LOOP
 from ..service.pipeline_service import bridge_owner, credits_queue, requests_queue
 from ..spec import ServiceSpec
-from .transformation import DRIVER, Transformation
+from .loops import Link, LoopRole, check_futures, find_loops, links
+from .transformation import DRIVER, FUTURE, Transformation
 
 QueueFactory = Callable[[str, int, str], BaseQueueDescriptor]
 """Makes the descriptor of one queue: `(queue_id, maxsize, owner) -> descriptor`, where `owner`
@@ -55,6 +57,8 @@ class TaskNode:
     """Per broadcast group: how records are routed to it (see `routing_strategies`)."""
     bounded_size: int | None = None
     detached: bool = False
+    loop: LoopRole | None = None
+    """Its part in a feedback loop (None outside loops)."""
 
     @property
     def is_source(self) -> bool:
@@ -131,20 +135,39 @@ def routing_strategies(transformations: list[Transformation]) -> dict[int, str]:
     and "mixed" (hash for the keyed records, round-robin for the others)
     otherwise. Records a flatmap emits from `close()` carry no key and go
     round-robin on any edge.
+
+    A future routes as the stream that fills it. Its filler comes later in
+    the pipeline, so with loops the rule is applied again until nothing
+    changes; an operator whose strategy still changes after that many rounds
+    routes "mixed" (right for keyed and unkeyed records alike).
     """
     strategies: dict[int, str] = {}
-    for t in transformations:
-        if t.kind == "keyby":
-            strategies[id(t)] = t.strategy or "hash"
-            continue
-        inputs = [strategies[id(i)] for i in t.inputs]
-        if inputs and all(s == "hash" for s in inputs):
-            strategies[id(t)] = "hash"
-        elif any(s in ("hash", "mixed") for s in inputs):
-            strategies[id(t)] = "mixed"
-        else:
-            strategies[id(t)] = "round_robin"
+    for _ in range(len(transformations) + 2):
+        changed: list[Transformation] = []
+        for t in transformations:
+            strategy = _strategy(t, strategies)
+            if strategy is not None and strategies.get(id(t)) != strategy:
+                strategies[id(t)] = strategy
+                changed.append(t)
+        if not changed:
+            return strategies
+    for t in changed:
+        strategies[id(t)] = "mixed"
     return strategies
+
+
+def _strategy(t: Transformation, known: dict[int, str]) -> str | None:
+    """How `t`'s output is routed given the strategies known so far (None: not known yet)."""
+    if t.kind == FUTURE:
+        return known.get(id(t.inputs[0])) if t.inputs else None
+    if t.kind == "keyby":
+        return t.strategy or "hash"
+    inputs = [known[id(i)] for i in t.inputs if id(i) in known]
+    if inputs and all(s == "hash" for s in inputs):
+        return "hash"
+    if any(s in ("hash", "mixed") for s in inputs):
+        return "mixed"
+    return "round_robin"
 
 
 class ExecutionGraph:
@@ -154,12 +177,16 @@ class ExecutionGraph:
     `input_index` says which input it belongs to. Each upstream instance has
     one broadcast group per downstream edge, holding a connection to every
     instance of the downstream transformation. A task expects one stop signal
-    from every upstream instance of every input (`upstream_names`).
+    from every upstream instance of every input (`upstream_names`) outside
+    its loop, if it is in one. Operators reading a future read its filler
+    over feedback edges; each loop's instances get their `LoopRole`.
+    Raises `PipelineError` for a pipeline that cannot run (see `check_futures`).
     """
 
     def __init__(self, job_id: str, transformations: list[Transformation], services: dict[str, ServiceSpec],
                  queue_factory: QueueFactory, queue_maxsize: int, service_queue_maxsize: int, *,
                  queue_prefix: str | None = None, checkpointing: bool = False) -> None:
+        check_futures(transformations)
         self.job_id = job_id
         self.queue_prefix = queue_prefix or job_id
         """Every queue id starts with it (a restarted attempt gets fresh queues under a new prefix)."""
@@ -186,12 +213,17 @@ class ExecutionGraph:
             self.by_transformation[id(t)] = [
                 self._add_node(t, index, named_queues, queue_maxsize) for index in range(t.parallelism)
             ] if t.runs_tasks else []
-            if not t.runs_tasks:
+            if t.kind == "collect":
                 self.driver_queues[t.basename] = DriverQueue(
                     t.basename, self._queue(f"{t.basename}.driver", queue_maxsize, DRIVER), t.collect_capacity)
+        self.loops: list[list[Transformation]] = find_loops(transformations)
+        """The feedback loops, each as its operators in pipeline order."""
+        loop_of = {id(t): index for index, loop in enumerate(self.loops) for t in loop}
         strategies = routing_strategies(transformations)
-        for t in transformations:
-            self._connect(t, strategies)
+        for link in links(transformations):
+            self._connect(link, strategies, loop_of)
+        for index, loop in enumerate(self.loops):
+            self._assign_loop_roles(index, loop)
         self.control_qd = self._queue("control", 0, DRIVER) if checkpointing else None
         """Where tasks send their checkpoint parts, read by the driver (None without checkpoints)."""
         owners = list(self.nodes) + [f"service:{n}" for n, node in self.services.items() if not node.pipeline]
@@ -222,31 +254,53 @@ class ExecutionGraph:
         self.nodes[name] = node
         return node
 
-    def _connect(self, t: Transformation, strategies: dict[int, str]) -> None:
-        if not t.runs_tasks:
-            self._connect_driver(t, strategies)
+    def _connect(self, link: Link, strategies: dict[int, str], loop_of: dict[int, int]) -> None:
+        upstream, t = link.upstream, link.target
+        if t.kind == "collect":
+            self._connect_driver(t, upstream, strategies)
             return
+        in_loop = id(t) in loop_of and loop_of.get(id(upstream)) == loop_of[id(t)]
+        edge = FEEDBACK if link.feedback else LOOP if in_loop else DATA
         targets = [(target, target.input_qd) for target in self.by_transformation[id(t)]]
-        for input_index, upstream in enumerate(t.inputs):
-            for source in self.by_transformation[id(upstream)]:
-                group = len(source.downstream_groups)
-                source.group_strategies[group] = strategies[id(upstream)]
-                source.downstream_groups[group] = {
-                    target.parallel_index: Connection(group, target.parallel_index, target.name, queue, input_index)
-                    for target, queue in targets if queue is not None  # a target fed by an input has a queue
-                }
-                for target, _ in targets:
-                    if source.name not in target.upstream_names:
-                        target.upstream_names.append(source.name)
+        for source in self.by_transformation[id(upstream)]:
+            group = len(source.downstream_groups)
+            source.group_strategies[group] = strategies[id(upstream)]
+            source.downstream_groups[group] = {
+                target.parallel_index: Connection(group, target.parallel_index, target.name, queue,
+                                                  link.input_index, edge)
+                for target, queue in targets if queue is not None  # a target fed by an input has a queue
+            }
+            for target, _ in targets:
+                if source.name not in target.upstream_names:
+                    target.upstream_names.append(source.name)
 
-    def _connect_driver(self, t: Transformation, strategies: dict[int, str]) -> None:
+    def _connect_driver(self, t: Transformation, upstream: Transformation, strategies: dict[int, str]) -> None:
         driver = self.driver_queues[t.basename]
-        for upstream in t.inputs:
-            for source in self.by_transformation[id(upstream)]:
-                group = len(source.downstream_groups)
-                source.group_strategies[group] = strategies[id(upstream)]
-                source.downstream_groups[group] = {0: Connection(group, 0, f"{DRIVER}:{t.basename}", driver.queue)}
-                driver.upstream_names.append(source.name)
+        for source in self.by_transformation[id(upstream)]:
+            group = len(source.downstream_groups)
+            source.group_strategies[group] = strategies[id(upstream)]
+            source.downstream_groups[group] = {0: Connection(group, 0, f"{DRIVER}:{t.basename}", driver.queue)}
+            driver.upstream_names.append(source.name)
+
+    def _assign_loop_roles(self, index: int, loop: list[Transformation]) -> None:
+        """Give every instance of loop `index` its `LoopRole` (ring in pipeline order, then by instance)."""
+        members = [node for t in loop for node in self.by_transformation[id(t)]]
+        names = {node.name for node in members}
+        ring: list[tuple[str, BaseQueueDescriptor]] = []
+        for node in members:
+            assert node.input_qd is not None, "an operator in a loop has inputs"
+            ring.append((node.name, node.input_qd))
+        inner: dict[str, set[str]] = {node.name: set() for node in members}
+        feedback: dict[str, set[str]] = {node.name: set() for node in members}
+        for node in members:
+            for group in node.downstream_groups.values():
+                for connection in group.values():
+                    if connection.target_name in names:
+                        inner[connection.target_name].add(node.name)
+                        if connection.edge == FEEDBACK:
+                            feedback[connection.target_name].add(node.name)
+        for position, node in enumerate(members):
+            node.loop = LoopRole(index, position, ring, frozenset(inner[node.name]), frozenset(feedback[node.name]))
 
     def service_qds(self) -> dict[str, BaseQueueDescriptor]:
         """Request queue descriptor of every service, by service name."""
@@ -280,6 +334,8 @@ class ExecutionGraph:
             for arg, value in list(node.spec.kwargs.items()):
                 if isinstance(value, BaseQueueDescriptor):
                     node.spec.kwargs[arg] = swap(value)
+            if node.loop is not None:
+                node.loop.ring = [(name, swap(qd)) for name, qd in node.loop.ring]
         for service in self.services.values():
             service.request_qd = swap(service.request_qd)
             if service.credits_qd is not None:

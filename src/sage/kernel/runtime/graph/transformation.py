@@ -7,7 +7,9 @@ from typing import Any
 
 from ...errors import PipelineError
 
-KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect")
+FUTURE = "future"
+"""A placeholder stream filled later (`env.from_future`); it runs no task (see `loops`)."""
+KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect", FUTURE)
 DRIVER = "driver"
 """The owner of the queues the submitting process reads (`collect`)."""
 ON_ERROR = ("fail", "skip")
@@ -28,7 +30,9 @@ class Transformation:
     service pipeline (its records are envelopes the operator unwraps for it).
     A "collect" transformation runs no task: its input's instances send to a
     queue the driver reads, keeping at most `collect_capacity` unread records
-    once someone iterates (see `runtime.collect`).
+    once someone iterates (see `runtime.collect`). A "future" runs no task
+    either: named `future_name`, its one input is the stream that fills it,
+    which the operators reading the future read instead (see `loops`).
     """
 
     kind: str
@@ -48,6 +52,7 @@ class Transformation:
     service_name: str | None = None
     enveloped: bool = False
     collect_capacity: int = 0
+    future_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -66,8 +71,8 @@ class Transformation:
 
     @property
     def runs_tasks(self) -> bool:
-        """False for a "collect", which the driver reads without a task."""
-        return self.kind != "collect"
+        """False for a "collect", which the driver reads without a task, and a "future"."""
+        return self.kind not in ("collect", FUTURE)
 
     def __repr__(self) -> str:
         return f"Transformation({self.kind}:{self.basename} x{self.parallelism})"

@@ -14,27 +14,46 @@ commits its last records).
 
 While aligning, the items of held channels stay in memory: how many depends on
 how far ahead of the others those channels are.
+
+Loops: a task that reads a feedback edge cannot wait for the barrier on it
+(the barrier comes round the loop only after this task forwarded it). It
+aligns its other channels, snapshots and forwards the barrier as usual, then
+keeps a copy of every record that arrives on a feedback channel until the
+barrier arrives there too: those records were in flight on the loop's back
+edge at the cut. Its part, sent then, holds them (under "fed_back"), and a
+restored task processes them first (Chandy-Lamport's channel state, as in
+Flink's loop snapshots). A feedback channel whose barrier came before the
+snapshot is held like any aligned channel.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
+import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.alignment import Aligned, Aligner
 from ..checkpoint.messages import EndOfInput, FinalPart, SnapshotPart
 from ..checkpoint.snapshot import decode, encode
-from ..communication.errors import SendCancelled
-from ..communication.router import CheckpointBarrier
+from ..communication.router import Batch, CheckpointBarrier
+from .delivery import PUT_RETRY, put_control
 
 if TYPE_CHECKING:
     from ..context import TaskContext
     from ..operator import Operator
 
-PUT_RETRY = 0.1
-"""Seconds between cancel checks while a part waits for room in the control queue."""
+
+
+@dataclasses.dataclass
+class _FedBackLog:
+    """A snapshot waiting for the barrier to come back round the loop, and the records that came meanwhile."""
+
+    checkpoint_id: int
+    state: bytes
+    alignment_seconds: float
+    waiting: set[str]
+    records: list[bytes] = dataclasses.field(default_factory=list)
 
 
 class TaskCheckpoints:
@@ -49,6 +68,10 @@ class TaskCheckpoints:
         self._completions: collections.deque[int] = collections.deque()
         self._completed = threading.Event()
         """Set on every trigger and completion: a waiting task wakes at once."""
+        loop = ctx.loop
+        self.feedback_channels = loop.feedback_upstreams if loop is not None else frozenset()
+        self._log: _FedBackLog | None = None
+        self._replay: list[bytes] = []
 
     @property
     def last_barrier(self) -> int:
@@ -70,13 +93,21 @@ class TaskCheckpoints:
     def restore(self, operator: Operator) -> None:
         """Give the operator the state of the restored checkpoint (if any), then let a transactional
         function commit what it had staged for it."""
-        state = self.ctx.restored_state
-        if state is None:
+        data = self.ctx.restored_state
+        if data is None:
             return
-        operator.restore_state(decode(state))
+        state = decode(data)
+        self._replay = state.pop("fed_back", [])
+        operator.restore_state(state)
         commit = getattr(operator.function, "on_checkpoint_complete", None)
         if commit is not None and self.ctx.restored_checkpoint:
             commit(self.ctx.restored_checkpoint)
+
+    def take_replay(self) -> list[tuple[int, list[Any], list[Any] | None]]:
+        """The records that were on the loop's feedback edges at the restored checkpoint, as
+        (input index, payloads, keys) batches, to process before anything else (once)."""
+        replay, self._replay = self._replay, []
+        return [decode(entry) for entry in replay]
 
     # ------------------------------------------------------------------ the task's own thread
     def deliver_completions(self, operator: Operator) -> None:
@@ -110,15 +141,47 @@ class TaskCheckpoints:
     def _done(self, operator: Operator, aligned: Aligned | None) -> list[Any]:
         if aligned is None:
             return []
-        self._snapshot_and_forward(operator, aligned.checkpoint_id, aligned.seconds)
+        self._snapshot_and_forward(operator, aligned.checkpoint_id, aligned.seconds, aligned.arrived)
         return aligned.held
 
-    def _snapshot_and_forward(self, operator: Operator, checkpoint_id: int, alignment: float) -> None:
+    def _snapshot_and_forward(self, operator: Operator, checkpoint_id: int, alignment: float,
+                              arrived: frozenset[str] = frozenset()) -> None:
         self.ctx.checkpoint_id = checkpoint_id
         state = encode(operator.snapshot_state())
         self.alignment_seconds += alignment
-        self._send(SnapshotPart(checkpoint_id, self.ctx.name, state, alignment))
+        waiting = set(self.feedback_channels - arrived)
+        if waiting:
+            self._log = _FedBackLog(checkpoint_id, state, alignment, waiting)  # the part goes once they all came
+        else:
+            self._send(SnapshotPart(checkpoint_id, self.ctx.name, state, alignment))
         self.ctx.router.send_control(CheckpointBarrier(checkpoint_id, self.ctx.name))
+
+    # ------------------------------------------------------------------ loops
+    def log_fed_back(self, batch: Batch) -> None:
+        """Keep a copy of `batch` if it came on a feedback channel whose barrier the snapshot waits for."""
+        log = self._log
+        if log is not None and batch.source in log.waiting:
+            log.records.append(encode((batch.input_index, batch.payloads, batch.keys)))
+
+    def feedback_barrier(self, barrier: CheckpointBarrier) -> bool:
+        """A barrier came on a feedback channel: True when it was the one a snapshot waited for there
+        (the part goes once every feedback channel delivered it); False: align it as usual."""
+        log = self._log
+        if log is None or barrier.checkpoint_id != log.checkpoint_id or barrier.source not in log.waiting:
+            return False
+        log.waiting.discard(str(barrier.source))
+        if not log.waiting:
+            self._send_logged()
+        return True
+
+    def _send_logged(self) -> None:
+        """Send the part of the snapshot waiting for the loop, with the records its feedback channels held."""
+        log = self._log
+        assert log is not None
+        self._log = None
+        state = decode(log.state)
+        state["fed_back"] = log.records
+        self._send(SnapshotPart(log.checkpoint_id, self.ctx.name, encode(state), log.alignment_seconds))
 
     def end_of_input(self, operator: Operator) -> bool:
         """A source emitted its last record: ask for a checkpoint, inject its barrier (it follows that
@@ -151,6 +214,9 @@ class TaskCheckpoints:
         The function sees `ctx.checkpoint_id` = the first checkpoint that can
         hold this state (one after the last barrier it saw).
         """
+        if self._log is not None:
+            # The loop ended: nothing is left on its feedback edges, so what was logged is all there was.
+            self._send_logged()
         self.ctx.checkpoint_id = self.last_barrier + 1
         self._send(FinalPart(self.ctx.name, encode(operator.snapshot_state()), self.last_barrier))
 
@@ -177,12 +243,4 @@ class TaskCheckpoints:
     def _send(self, part: SnapshotPart | FinalPart | EndOfInput) -> None:
         control = self.ctx.control_qd
         assert control is not None, "only a checkpointing task sends parts"
-        cancel = self.ctx.cancel_event
-        while True:
-            if cancel.is_set():
-                raise SendCancelled(f"{self.ctx.name}: sending a checkpoint part cancelled")
-            try:
-                control.put(part, timeout=PUT_RETRY)
-                return
-            except queue.Full:
-                continue
+        put_control(control, part, self.ctx.cancel_event, f"{self.ctx.name}: sending a checkpoint part")

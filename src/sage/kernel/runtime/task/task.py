@@ -10,11 +10,13 @@ from typing import Any
 
 from ...errors import describe_error
 from ..communication.errors import SendCancelled, TransportError
-from ..communication.router import Batch, CheckpointBarrier, Packet, StopSignal
+from ..communication.router import Batch, CheckpointBarrier, FeedbackBatch, Packet, StopSignal
 from ..context import TaskContext
 from ..graph import OperatorSpec
+from ..loop import LoopEnd, LoopTermination, LoopToken
 from ..operator import Operator, SourceOperator, create_operator
 from .checkpointing import TaskCheckpoints
+from .delivery import put_control
 
 IDLE_WAIT = 0.2
 """Seconds an idle task blocks on its input before re-checking for cancellation."""
@@ -52,6 +54,11 @@ class Task:
     (the job drains); `cancel()` makes every loop exit within `IDLE_WAIT`.
     With checkpoints, `trigger_checkpoint` and `notify_checkpoint_complete`
     reach its `TaskCheckpoints` (see `checkpointing`).
+
+    In a feedback loop (`ctx.loop`), stop signals come only from upstream
+    instances outside the loop; the task finishes once they all came and the
+    loop has ended, which its `LoopTermination` finds out with the loop's
+    other instances (see `runtime.loop`).
     """
 
     def __init__(self, ctx: TaskContext, spec: OperatorSpec) -> None:
@@ -66,8 +73,14 @@ class Task:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.operator: Operator | None = None
-        self._expected = set(ctx.upstream_names)
+        role = ctx.loop
+        self._inner = role.inner_upstreams if role is not None else frozenset()
+        self._expected = set(ctx.upstream_names) - self._inner
         self._received: set[str] = set()
+        # Loop channels never end while the loop runs: an alignment waits for them, but for
+        # feedback channels (see `checkpointing`).
+        self._loop_channels = self._inner - role.feedback_upstreams if role is not None else frozenset()
+        self.loop = LoopTermination(role.loop, role.position, self._loop_sent) if role is not None else None
         self.checkpoints = TaskCheckpoints(ctx)
 
     @property
@@ -99,6 +112,9 @@ class Task:
                 operator = self.operator = create_operator(self.spec, self.ctx, self._record_error)
                 self.checkpoints.restore(operator)
                 operator.open()
+                for input_index, payloads, keys in self.checkpoints.take_replay():
+                    self.records_in += len(payloads)
+                    operator.process_batch(payloads, keys, input_index)
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
             if isinstance(operator, SourceOperator):
@@ -122,7 +138,11 @@ class Task:
 
     def _finish(self, operator: Operator) -> None:
         try:
+            sent = self.ctx.router.loop_sent
             operator.close()  # a flatmap's close() may still send, and be cancelled doing so
+            if self.loop is not None and (self.ctx.router.loop_sent != sent or self.ctx.router.has_loop_pending()):
+                raise RuntimeError("close() emitted records after the loop ended; they cannot go round it again "
+                                   "(emit them from execute(), or from an operator after the loop)")
             if self.checkpoints.active:
                 self.checkpoints.send_final(operator)
         except SendCancelled:
@@ -258,18 +278,23 @@ class Task:
         router = ctx.router
         cancel = ctx.cancel_event
         checkpointing = self.checkpoints.active
-        while received != expected:
+        loop = self.loop
+        while received != expected or (loop is not None and not loop.ended):
             if cancel.is_set():
                 return False
             if checkpointing:
                 self._checkpoint_point(operator)
             batch = None
-            if router.has_pending():
+            at_rest_work = loop is not None and received == expected and loop.has_work_at_rest
+            if router.has_pending() or at_rest_work:
                 # Keep coalescing while input is there; going idle, nothing may wait in a batch.
                 try:
                     batch = get_many(get_size, 0)
                 except queue.Empty:
                     router.flush()
+                    if at_rest_work:
+                        self._loop_at_rest()
+                        continue
             if batch is None:
                 # One blocking get, not a non-blocking one first: on a remote queue each is a round trip.
                 idle, started = self._idle[0], time.monotonic()
@@ -289,26 +314,41 @@ class Task:
         the way (the items it held, then the rest of `items`), else an empty list."""
         process_batch = operator.process_batch
         checkpoints = self.checkpoints
+        loop, inner = self.loop, self._inner
         for position, item in enumerate(items):
             cls = item.__class__
             if checkpoints.aligner.aligning is not None and checkpoints.aligner.holds(getattr(item, "source", None)):
                 checkpoints.aligner.hold(item)
-            elif cls is Batch:
+            elif cls is Batch or cls is FeedbackBatch:
                 self.records_in += len(item.payloads)
-                process_batch(item.payloads, item.keys, item.input_index)
+                if loop is not None and item.source in inner:
+                    checkpoints.log_fed_back(item)
+                    process_batch(item.payloads, item.keys, item.input_index)
+                    loop.on_records(len(item.payloads))
+                else:
+                    process_batch(item.payloads, item.keys, item.input_index)
             elif cls is CheckpointBarrier:
-                released = self._guarded(checkpoints.on_barrier, operator, item, self._expected - self._received)
+                if item.source in checkpoints.feedback_channels and self._guarded(checkpoints.feedback_barrier, item):
+                    continue
+                released = self._guarded(checkpoints.on_barrier, operator, item, self._open_channels())
                 if released:
                     return released + items[position + 1:]
             elif cls is StopSignal:
                 if item.source in self._expected:
                     self._received.add(item.source)
                     # A channel that ended sends no barrier: an alignment may be complete now.
-                    released = self._guarded(checkpoints.check_alignment, operator, self._expected - self._received)
+                    released = self._guarded(checkpoints.check_alignment, operator, self._open_channels())
                     if released:
                         return released + items[position + 1:]
                 else:
                     logger.warning("task %s ignored a stop signal from unknown source %r", self.name, item.source)
+            elif cls is LoopToken and loop is not None:
+                loop.on_token(item)
+            elif cls is LoopEnd and loop is not None:
+                loop.on_end()
+                # The loop is empty and its external inputs ended: what may follow is a barrier that
+                # was still going round; the task finishes without it (its final part stands for it).
+                return []
             elif isinstance(item, Packet):
                 self.records_in += 1
                 process_batch([item.payload], [item.partition_key] if item.is_keyed() else None, item.input_index)
@@ -316,7 +356,30 @@ class Task:
                 logger.warning("task %s ignored an unknown input item %r", self.name, item)
         return []
 
-    def _guarded(self, step: Callable[..., list[Any]], *args: Any) -> list[Any]:
+    def _open_channels(self) -> set[str]:
+        """The channels an alignment waits for: those that have not ended, loop channels included
+        (feedback channels excepted, see `checkpointing`)."""
+        return (self._expected - self._received) | self._loop_channels
+
+    # ------------------------------------------------------------------ loops
+    def _loop_sent(self) -> int:
+        return self.ctx.router.loop_sent
+
+    def _loop_at_rest(self) -> None:
+        """At rest in a loop (external inputs ended, queue empty, router flushed): pass the token on,
+        or end the loop (see `runtime.loop`)."""
+        assert self.loop is not None and self.ctx.loop is not None
+        message = self.loop.at_rest()
+        cancel = self.ctx.cancel_event
+        if isinstance(message, LoopToken):
+            target, descriptor = self.ctx.loop.next_member
+            put_control(descriptor, message, cancel, f"{self.name}: passing the loop's token to {target}")
+        elif isinstance(message, LoopEnd):
+            for target, descriptor in self.ctx.loop.ring:
+                if target != self.name:
+                    put_control(descriptor, message, cancel, f"{self.name}: ending the loop at {target}")
+
+    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run a checkpoint step; its failure (a state that cannot be pickled) fails the task."""
         try:
             return step(*args)
@@ -377,6 +440,7 @@ class Task:
             "input_queue_size": queued,
             "input_queue_maxsize": maxsize,
             "input_queue_load": min(1.0, queued / maxsize) if queued is not None and maxsize else None,
+            "fed_back": ctx.router.fed_back,
             "alignment_seconds": self.checkpoints.alignment_seconds,
             "last_checkpoint": self.checkpoints.last_barrier,
         }

@@ -37,16 +37,24 @@ class BatchFull(queue.Full):
 
 
 class WeightedItem:
-    """Base of queue items that stand for several records (a batch of them).
+    """Base of queue items that stand for several records (a batch of them), or that must never wait.
 
     Bounded queues count capacity in records: an item weighs `weight` (its
     record count, at least 1); every other item weighs 1. An item goes into a
     bounded queue when it fits (queued records plus its own stay within
     `maxsize`) or when the queue is empty, so a queue never holds more than
     `maxsize` records unless one item alone is heavier.
+
+    An item whose class sets `overflow = True` goes in whatever the queue
+    holds, and its weight still counts (so it delays other items). Records
+    fed back around a loop and the control items that travel a loop are such
+    items: a put that never waits cannot close a cycle of waiting tasks (see
+    docs/runtime_tasks.md, "Feedback loops").
     """
 
     __slots__ = ()
+
+    overflow = False
 
     @property
     def weight(self) -> int:

@@ -15,8 +15,9 @@ class BatchQueue(queue.Queue[Any]):
 
     Capacity counts records, not items: a batch item (`WeightedItem`) counts
     its records, any other item one. An item goes in when it fits (the
-    records queued plus its own stay within `maxsize`), or when the queue is
-    empty (so an item heavier than `maxsize` still gets through, alone). A
+    records queued plus its own stay within `maxsize`), when the queue is
+    empty (so an item heavier than `maxsize` still gets through, alone), or
+    when it is an `overflow` item (it never waits; see `WeightedItem`). A
     bounded queue thus bounds memory the same way whether records arrive one
     by one or in batches. `qsize()` is the record count; `len(q.queue)` the
     item count.
@@ -71,7 +72,8 @@ class BatchQueue(queue.Queue[Any]):
                 while done < n:
                     item = items[done]
                     weight = item.weight if isinstance(item, WeightedItem) else 1
-                    if self.weight and self.weight + weight > maxsize:
+                    if self.weight and self.weight + weight > maxsize and not (
+                            isinstance(item, WeightedItem) and item.overflow):
                         break
                     put(item)
                     done += 1

@@ -1,7 +1,7 @@
 """Packets, connections, channel selectors and the router that moves records downstream."""
 
 from .connection import Connection
-from .packet import UNKEYED, Batch, CheckpointBarrier, Packet, StopSignal
+from .packet import UNKEYED, Batch, CheckpointBarrier, FeedbackBatch, Packet, StopSignal
 from .partition_key import check_key, stable_hash
 from .router import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_TIMEOUT, BaseRouter
 from .selector import STRATEGIES, ChannelSelector, make_selector
@@ -16,6 +16,7 @@ __all__ = [
     "ChannelSelector",
     "CheckpointBarrier",
     "Connection",
+    "FeedbackBatch",
     "Packet",
     "StopSignal",
     "check_key",

@@ -7,13 +7,26 @@ from typing import Any
 from ..queue_descriptor import BaseQueueDescriptor
 
 
+DATA = "data"
+"""An ordinary edge: the sender's stop signal ends the channel."""
+LOOP = "loop"
+"""An edge between two operators of one feedback loop: its records count toward the loop's
+termination, and the loop ends it (no stop signal travels on it)."""
+FEEDBACK = "feedback"
+"""A loop edge that closes the loop (from the stream given to `fill_future`): its records are sent
+as `FeedbackBatch`es, which never wait for room."""
+EDGES = (DATA, LOOP, FEEDBACK)
+
+
 class Connection:
     """The downstream instance `target_name` (parallel index `parallel_index`
     of broadcast group `broadcast_index`), reached through `queue_descriptor`;
-    packets sent on it carry `target_input_index`.
+    packets sent on it carry `target_input_index`. `edge` says what kind of
+    edge it belongs to (`DATA`, `LOOP` or `FEEDBACK`).
     """
 
-    __slots__ = ("broadcast_index", "parallel_index", "target_name", "queue_descriptor", "target_input_index")
+    __slots__ = ("broadcast_index", "parallel_index", "target_name", "queue_descriptor", "target_input_index",
+                 "edge")
 
     def __init__(
         self,
@@ -22,12 +35,16 @@ class Connection:
         target_name: str,
         queue_descriptor: BaseQueueDescriptor,
         target_input_index: int = 0,
+        edge: str = DATA,
     ) -> None:
+        if edge not in EDGES:
+            raise ValueError(f"edge must be one of {', '.join(EDGES)}, got {edge!r}")
         self.broadcast_index = broadcast_index
         self.parallel_index = parallel_index
         self.target_name = target_name
         self.queue_descriptor = queue_descriptor
         self.target_input_index = target_input_index
+        self.edge = edge
 
     def get_buffer_load(self) -> float:
         """How full the target's queue is, `qsize/maxsize` in [0, 1]; 0.0 when unbounded.
@@ -49,6 +66,7 @@ class Connection:
             "target_input_index": self.target_input_index,
             "queue_id": self.queue_descriptor.queue_id,
             "queue_type": self.queue_descriptor.queue_type,
+            "edge": self.edge,
         }
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -61,5 +79,6 @@ class Connection:
     def __repr__(self) -> str:
         return (
             f"Connection({self.target_name!r}, group={self.broadcast_index}, "
-            f"index={self.parallel_index}, input={self.target_input_index}, queue={self.queue_descriptor.queue_id!r})"
+            f"index={self.parallel_index}, input={self.target_input_index}, queue={self.queue_descriptor.queue_id!r}"
+            + (f", edge={self.edge}" if self.edge != DATA else "") + ")"
         )

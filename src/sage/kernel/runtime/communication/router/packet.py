@@ -6,7 +6,7 @@ and hands them over as one queue item, stored column-wise (payloads, keys).
 A `Packet` is one record: what user code and the seed's API send
 (`TaskContext.send_packet`), and what a foreign producer may put on a queue.
 Control items (`StopSignal`, `CheckpointBarrier`) travel in the same queues, in
-order behind the data.
+order behind the data. Records fed back around a loop travel as `FeedbackBatch`es.
 
 Once a batch is handed to a queue it belongs to its consumer: the sender
 never touches it or its lists again (rule 8 of the architecture).
@@ -78,6 +78,18 @@ class Batch(WeightedItem):
     def __repr__(self) -> str:
         keyed = ", keyed" if self.keys is not None else ""
         return f"Batch({len(self.payloads)} records, input={self.input_index}, source={self.source!r}{keyed})"
+
+
+class FeedbackBatch(Batch):
+    """A batch fed back around a loop (over a feedback edge, see `fill_future`): it never waits for
+    room in its target queue (`overflow`), so the tasks of a loop can never all wait on each other."""
+
+    __slots__ = ()
+
+    overflow = True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FeedbackBatch, (self.payloads, self.keys, self.input_index, self.source))
 
 
 class Packet:
@@ -171,20 +183,27 @@ class StopSignal:
         return f"StopSignal({self.message!r}, source={self.source!r})"
 
 
-class CheckpointBarrier:
+class CheckpointBarrier(WeightedItem):
     """Marks the cut of checkpoint `checkpoint_id` on one channel (`source` names the sender).
 
     Sources inject it between two records when a checkpoint is triggered;
     every task forwards it on all its connections once it has it from every
     input channel that has not ended (alignment), after taking its snapshot.
-    Like a stop signal it travels in order behind the data.
+    Like a stop signal it travels in order behind the data. It never waits
+    for room in a queue (`overflow`): it also travels feedback edges.
     """
 
     __slots__ = ("checkpoint_id", "source")
 
+    overflow = True
+
     def __init__(self, checkpoint_id: int, source: str | None = None) -> None:
         self.checkpoint_id = checkpoint_id
         self.source = source
+
+    @property
+    def weight(self) -> int:
+        return 1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CheckpointBarrier, (self.checkpoint_id, self.source))

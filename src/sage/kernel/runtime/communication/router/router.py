@@ -10,8 +10,8 @@ from typing import Any
 
 from ..errors import SendCancelled, TransportError
 from ..queue_descriptor import BatchFull
-from .connection import Connection
-from .packet import UNKEYED, Batch, Packet, StopSignal
+from .connection import DATA, FEEDBACK, Connection
+from .packet import UNKEYED, Batch, FeedbackBatch, Packet, StopSignal
 from .partition_key import check_key
 from .record_copy import copy_records
 from .selector import ChannelSelector, make_selector
@@ -31,7 +31,7 @@ _KEYED_STRATEGIES = ("hash", "mixed")
 class _Channel:
     """One connection and the records waiting to go out on it (column-wise)."""
 
-    __slots__ = ("connection", "payloads", "keys", "sends_keys", "batch_size")
+    __slots__ = ("connection", "payloads", "keys", "sends_keys", "batch_size", "batch_class")
 
     def __init__(self, connection: Connection, sends_keys: bool, batch_size: int) -> None:
         self.connection = connection
@@ -39,8 +39,11 @@ class _Channel:
         self.keys: list[Any] | None = None
         self.sends_keys = sends_keys
         # A batch never outweighs its target queue: a bounded queue then never holds more than its maxsize.
+        # Feedback batches go in whatever the queue holds (see `FeedbackBatch`), so no cap would hold there.
         maxsize = connection.queue_descriptor.maxsize
-        self.batch_size = min(batch_size, maxsize) if maxsize > 0 else batch_size
+        feedback = connection.edge == FEEDBACK
+        self.batch_size = min(batch_size, maxsize) if maxsize > 0 and not feedback else batch_size
+        self.batch_class = FeedbackBatch if feedback else Batch
 
     def append(self, payloads: list[Any], keys: list[Any] | None) -> int:
         """Add a run of records; return how many are now pending here."""
@@ -62,7 +65,7 @@ class _Channel:
             self.payloads, payloads = payloads[size:], payloads[:size]
             if keys is not None:
                 self.keys, keys = keys[size:], keys[:size]
-        return Batch(payloads, keys, self.connection.target_input_index, source)
+        return self.batch_class(payloads, keys, self.connection.target_input_index, source)
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch that could not be delivered (a cancelled send), ahead of newer records."""
@@ -109,6 +112,11 @@ class BaseRouter:
     size, on `buffer_timeout`, on `flush()` and before any control item (the
     rules: docs/runtime_communication.md, "Batching"). Callers that may go
     idle call `flush()` first (the task loop does).
+
+    Loops: records put on `LOOP` and `FEEDBACK` connections are counted in
+    `loop_sent` (what a loop's termination detection needs), those on
+    `FEEDBACK` connections also in `fed_back`; stop signals do not travel on
+    them (a loop ends as a whole, see docs/runtime_tasks.md).
 
     A full downstream queue blocks the sender (backpressure), retrying until
     room appears; nothing is dropped. The only way out of a blocked put is
@@ -157,6 +165,11 @@ class BaseRouter:
         # replaced whole, so a metrics reader on another thread never sees half an update.
         self._blocked = (0.0, 0.0)
         self._only = self._channels[0] if len(self._channels) == 1 else None
+        self._stop_channels = [channel for channel in self._channels if channel.connection.edge == DATA]
+        self.loop_sent = 0
+        """Records put on loop and feedback connections (read by the task's own thread)."""
+        self.fed_back = 0
+        """Records put on feedback connections (metrics read it from other threads)."""
 
     # ------------------------------------------------------------------ sending
     def send(self, packet: Packet) -> int:
@@ -241,13 +254,20 @@ class BaseRouter:
         """True when records wait in a batch (also those a cancelled send left behind)."""
         return any(channel.payloads for channel in self._channels)
 
+    def has_loop_pending(self) -> bool:
+        """True when records wait in a batch for a loop or feedback connection."""
+        return any(channel.payloads for channel in self._channels if channel.connection.edge != DATA)
+
     def send_stop_signal(self, signal: StopSignal) -> int:
-        """Flush, then put `signal` once on every connection; return how many.
+        """Flush, then put `signal` once on every connection but loop ones; return how many.
 
         Blocking puts: the signal waits for room on a full queue and is never
         dropped (only `cancel_event` interrupts it).
         """
-        return self.send_control(signal)
+        self.flush()
+        for channel in self._stop_channels:
+            self._put(channel.connection, signal)
+        return len(self._stop_channels)
 
     def send_control(self, item: Any) -> int:
         """Flush, then put the control item `item` (a stop signal, a barrier) once on every
@@ -268,6 +288,11 @@ class BaseRouter:
         except (SendCancelled, TransportError):
             channel.restore(batch)  # not delivered: it stays pending, ahead of newer records
             raise
+        edge = channel.connection.edge
+        if edge != DATA:
+            self.loop_sent += len(batch.payloads)
+            if edge == FEEDBACK:
+                self.fed_back += len(batch.payloads)
 
     def _put(self, connection: Connection, item: Any) -> None:
         """Put one item on `connection`, blocking while its queue is full (re-checking for cancel)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..queue_descriptor.python_queue_descriptor import BatchQueue
-from .protocol import records
+from .protocol import credits, records
 
 UNBOUNDED_CREDIT = 2**62
 """Credit an unbounded queue (maxsize 0) offers: more than any producer asks for."""
@@ -163,14 +163,14 @@ class HostedQueue(BatchQueue):
             self.not_empty.notify(len(items))
 
     def arrive(self, stream: Stream, items: list[Any]) -> None:
-        """Queue `items` a producer sent within its credit (never blocks: the room was reserved)."""
-        weight = records(items)
+        """Queue `items` a producer sent within its credit (never blocks: the room was reserved, or
+        the items are `overflow` items, which need none)."""
         with self.mutex:
             self.queue.extend(items)
-            self.weight += weight
+            self.weight += records(items)
             self.unfinished_tasks += len(items)
             self.not_empty.notify(len(items))
-        self.count_arrived(stream, stream.arrived + weight)
+        self.count_arrived(stream, stream.arrived + credits(items))
 
     def count_arrived(self, stream: Stream, arrived: int) -> None:
         """Set how many records of `stream` have arrived, releasing their reservation."""

@@ -50,7 +50,7 @@ from typing import Any
 
 import zmq
 
-from ..queue_descriptor.base_queue_descriptor import BatchFull, WeightedItem
+from ..queue_descriptor.base_queue_descriptor import BatchFull
 from .auth import Signer
 from .protocol import (
     FLAG_RECALL,
@@ -59,10 +59,11 @@ from .protocol import (
     ProtocolError,
     Reply,
     Status,
+    credit,
+    credits,
     decode_reply,
     dumps_items,
     encode_request,
-    records,
     request_header_size,
 )
 
@@ -172,7 +173,7 @@ class ProducerStream:
         sends). Raises an error the stream met since the last call (see the
         class docs).
         """
-        weight = item.weight if isinstance(item, WeightedItem) else 1
+        weight = credit(item)
         with self._cond:
             if self._unreported:
                 self._report()
@@ -200,7 +201,7 @@ class ProducerStream:
             generation = self._generation
             done = self._accept(items, 0)
             while done < count:
-                need = records(items[done:])
+                need = credits(items[done:])
                 self._backlog += need
                 self._demands += 1
                 demand = self._demands
@@ -275,7 +276,7 @@ class ProducerStream:
         start, count = done, len(items)
         while done < count:
             item = items[done]
-            weight = item.weight if isinstance(item, WeightedItem) else 1
+            weight = credit(item)
             # An item goes in when it fits in the credit, or when the stream holds
             # the queue's whole capacity (an item heavier than maxsize goes in alone).
             if weight > available and not available >= maxsize > 0:
@@ -389,7 +390,7 @@ class ProducerStream:
         return sents, problems
 
     def _pack_chunk(self, items: list[Any], first: int, weight: int, sents: list[_Sent], problems: list[str]) -> int:
-        weight_after = weight + records(items)
+        weight_after = weight + credits(items)
         try:
             payload = dumps_items(items)
             problem = None if len(payload) <= self._max_payload else (

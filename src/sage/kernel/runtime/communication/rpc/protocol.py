@@ -24,7 +24,7 @@ Client message header (little-endian, `<4sB16sQQQQQIIIIIQH`, 91 bytes), then the
 
     magic b"SQq2", op (u8), client id (16 bytes), seq (u64),
     position (u64)  DATA: position of its first item; CREDIT: the first position not acknowledged
-    weight (u64)    records (see `item_weight`) the stream sent before `position`
+    weight (u64)    credit (see `credits`) the stream's items before `position` used
     wanted (u64)    records the stream wants credit for, counted from its start
     base (u64)      the credit limit the stream kept when it gave credit back last
     epoch (u32)     how often the stream gave credit back
@@ -156,6 +156,20 @@ def records(items: list[Any]) -> int:
     paths: most items are not `WeightedItem`s.
     """
     return len(items) + sum([item.weight - 1 for item in items if isinstance(item, WeightedItem)])
+
+
+def credits(items: list[Any]) -> int:
+    """The credit `items` need: their records, but none for `overflow` items, which go in whatever
+    the queue holds (they still count toward what it holds once queued)."""
+    return len(items) + sum([-1 if item.overflow else item.weight - 1
+                             for item in items if isinstance(item, WeightedItem)])
+
+
+def credit(item: Any) -> int:
+    """The credit one item needs (see `credits`)."""
+    if isinstance(item, WeightedItem):
+        return 0 if item.overflow else item.weight
+    return 1
 
 
 def dumps_items(items: list[Any]) -> bytes:
