@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import PipelineError
+from ..runtime.async_calls.policy import DEFAULT_RETRY_ON
 from ..runtime.graph.transformation import FUTURE, Transformation
 from ..runtime.service.pipeline_service import reply_transformation
+from .async_calls import call_policy, check_async_function
 from .function import (
+    AsyncFlatMapFunction,
+    AsyncMapFunction,
     BaseFunction,
     CoMapFunction,
     FilterFunction,
@@ -20,6 +24,8 @@ from .function import (
     SinkFunction,
 )
 from .function.callable_function import (
+    CallableAsyncFlatMap,
+    CallableAsyncMap,
     CallableFilter,
     CallableFlatMap,
     CallableKeyBy,
@@ -125,6 +131,52 @@ class DataStream:
         """Zero or more output records per input (returned iterable and/or `self.collect`)."""
         return self._then("flatmap", function, args, FlatMapFunction, CallableFlatMap, parallelism, on_error,
                           resources, kwargs, keyed=self.transformation.keyed)
+
+    def map_async(self, function: type[AsyncMapFunction] | Callable[[Any], Awaitable[Any]], *args: Any,
+                  capacity: int = 64, timeout: float | None = None, retries: int = 0, backoff: float = 0.2,
+                  retry_on: type[BaseException] | tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+                  rate_limit: float | None = None, ordered: bool = True, parallelism: int = 1,
+                  on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """One output record per input, from a coroutine (`async def`); many calls in flight per instance.
+
+        Up to `capacity` records per instance are held at once (calls running
+        and results waiting to be emitted); a full instance takes no input.
+        Each attempt may take `timeout` seconds; a timed-out attempt, or one
+        raising an exception in `retry_on`, is retried up to `retries` times
+        after `backoff * 2**(k-1)` seconds with jitter. `rate_limit` bounds
+        the attempts per second per instance. `ordered=True` emits in input
+        order, False as calls complete. Keeps the input's key. After its
+        retries a call's exception goes to `on_error`. The end of stream, and
+        a checkpoint barrier, wait for every call in flight and follow its
+        result. Raises `PipelineError` for a function that is not a coroutine
+        function and for a bad setting. See docs/async_and_batching.md.
+        """
+        check_async_function("map_async", function)
+        policy = call_policy("map_async", function, capacity=capacity, timeout=timeout, retries=retries,
+                             backoff=backoff, retry_on=retry_on, rate_limit=rate_limit, ordered=ordered)
+        return self._then("map_async", function, args, AsyncMapFunction, CallableAsyncMap, parallelism, on_error,
+                          resources, kwargs, keyed=self.transformation.keyed, call_policy=policy)
+
+    def flatmap_async(self, function: type[AsyncFlatMapFunction] | Callable[[Any], AsyncIterator[Any]], *args: Any,
+                      capacity: int = 64, timeout: float | None = None, retries: int = 0, backoff: float = 0.2,
+                      retry_on: type[BaseException] | tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+                      rate_limit: float | None = None, ordered: bool = True, parallelism: int = 1,
+                      on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any
+                      ) -> DataStream:
+        """Zero or more output records per input, yielded by an async generator as they come (streamed tokens).
+
+        The settings are `map_async`'s; `timeout` bounds the wait for each
+        next record, and an attempt is retried only before its first record
+        (records already emitted stay emitted). With `ordered=True` the
+        records of one input come before those of the next, each as soon as
+        its turn allows; with False, records of different inputs interleave,
+        each input's still in order. Keeps the input's key on every output.
+        """
+        check_async_function("flatmap_async", function)
+        policy = call_policy("flatmap_async", function, capacity=capacity, timeout=timeout, retries=retries,
+                             backoff=backoff, retry_on=retry_on, rate_limit=rate_limit, ordered=ordered)
+        return self._then("flatmap_async", function, args, AsyncFlatMapFunction, CallableAsyncFlatMap, parallelism,
+                          on_error, resources, kwargs, keyed=self.transformation.keyed, call_policy=policy)
 
     def keyby(self, function: type[KeyByFunction] | Callable[[Any], Any], *args: Any, strategy: str = "hash",
               parallelism: int | None = None, on_error: str = "fail", resources: dict[str, Any] | None = None,
@@ -263,6 +315,18 @@ class ConnectedStreams:
             on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
         """One map over the records of every input (a union)."""
         return self._then("map", function, args, MapFunction, CallableMap, parallelism, on_error, resources, kwargs)
+
+    def flatmap(self, function: type[FlatMapFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
+                on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """One flatmap over the records of every input (a union): zero or more outputs each."""
+        return self._then("flatmap", function, args, FlatMapFunction, CallableFlatMap, parallelism, on_error,
+                          resources, kwargs)
+
+    def filter(self, function: type[FilterFunction] | Callable[[Any], bool], *args: Any, parallelism: int = 1,
+               on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:
+        """One filter over the records of every input (a union)."""
+        return self._then("filter", function, args, FilterFunction, CallableFilter, parallelism, on_error,
+                          resources, kwargs)
 
     def sink(self, function: type[SinkFunction] | Callable[[Any], Any], *args: Any, parallelism: int = 1,
              on_error: str = "fail", resources: dict[str, Any] | None = None, **kwargs: Any) -> DataStream:

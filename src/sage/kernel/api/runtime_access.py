@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..runtime.service.awaitable_future import AwaitableFuture
 
 
 class RuntimeAccess:
@@ -37,11 +39,13 @@ class RuntimeAccess:
         return self.ctx.call_service(service_name, *args, method=method, timeout=timeout, **kwargs)
 
     def call_service_async(self, service_name: str, *args: Any, method: str = "process",
-                           timeout: float | None = None, **kwargs: Any) -> Future[Any]:
-        """Call a service without waiting; returns a `concurrent.futures.Future`.
+                           timeout: float | None = None, **kwargs: Any) -> AwaitableFuture[Any]:
+        """Call a service without waiting; returns a `concurrent.futures.Future` that can also be awaited.
 
+        `future.result()` blocks the thread; inside a coroutine (an async
+        function's `execute`), `await future` suspends only the coroutine.
         The future fails with `TimeoutError` once `timeout` passes without an answer.
         """
-        future: Future[Any] = self.ctx.call_service_async(service_name, *args, method=method, timeout=timeout,
+        future: AwaitableFuture[Any] = self.ctx.call_service_async(service_name, *args, method=method, timeout=timeout,
                                                           **kwargs)
         return future

@@ -1,5 +1,6 @@
 """User function classes. Plain callables work wherever a function class does."""
 
+from .async_function import AsyncFlatMapFunction, AsyncMapFunction
 from .base_function import BaseFunction
 from .files import FileSink, FileSource
 from .multi_input_function import CoMapFunction, JoinFunction
@@ -14,6 +15,8 @@ from .transform_function import (
 )
 
 __all__ = [
+    "AsyncFlatMapFunction",
+    "AsyncMapFunction",
     "BaseFunction",
     "BatchFunction",
     "CoMapFunction",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .async_function import AsyncFlatMapFunction, AsyncMapFunction
 from .source_function import SourceFunction
 from .transform_function import FilterFunction, FlatMapFunction, KeyByFunction, MapFunction, SinkFunction
 
@@ -24,6 +25,14 @@ class CallableSource(_CallableMixin, SourceFunction):
 
 class CallableMap(_CallableMixin, MapFunction):
     """A map from a one-argument callable."""
+
+
+class CallableAsyncMap(_CallableMixin, AsyncMapFunction):
+    """An async map from a coroutine function."""
+
+
+class CallableAsyncFlatMap(_CallableMixin, AsyncFlatMapFunction):
+    """An async flatmap from an async generator function."""
 
 
 class CallableFilter(_CallableMixin, FilterFunction):

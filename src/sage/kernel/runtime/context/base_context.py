@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..config import JobConfig
+
+if TYPE_CHECKING:
+    from ..service.awaitable_future import AwaitableFuture
 
 
 class RuntimeContext:
@@ -66,9 +68,9 @@ class RuntimeContext:
         return self.service_caller.call(service_name, method, args, kwargs, timeout)
 
     def call_service_async(self, service_name: str, *args: Any, method: str = "process",
-                           timeout: float | None = None, **kwargs: Any) -> Future[Any]:
-        """Call a service without waiting; returns a `concurrent.futures.Future`."""
-        future: Future[Any] = self.service_caller.call_async(service_name, method, args, kwargs, timeout)
+                           timeout: float | None = None, **kwargs: Any) -> AwaitableFuture[Any]:
+        """Call a service without waiting; returns a `concurrent.futures.Future` that coroutines may await."""
+        future: AwaitableFuture[Any] = self.service_caller.call_async(service_name, method, args, kwargs, timeout)
         return future
 
     def close_services(self) -> None:

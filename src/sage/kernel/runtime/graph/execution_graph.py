@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import PipelineError
+from ..async_calls.policy import CallPolicy
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from ..communication.router import Connection
 from ..communication.router.connection import DATA, FEEDBACK, LOOP
@@ -34,6 +35,8 @@ class OperatorSpec:
     enveloped: bool = False
     """True for a user function in a service pipeline: records travel as `Envelope`s around the
     caller's payloads, and the operator unwraps them for the function and wraps its outputs."""
+    call_policy: CallPolicy | None = None
+    """How an async operator makes its calls (None for the others)."""
 
     def create_function(self) -> Any:
         """A new function instance (one per parallel task)."""
@@ -246,7 +249,7 @@ class ExecutionGraph:
         kwargs = {**t.kwargs, **{arg: named_queues[q] for arg, q in t.bind_queues.items()}}
         assert t.function_class is not None, "every transformation that runs tasks has a function"
         spec = OperatorSpec(t.kind, t.function_class, t.args, kwargs, t.on_error, t.strategy, len(t.inputs),
-                            enveloped=t.enveloped)
+                            enveloped=t.enveloped, call_policy=t.call_policy)
         name = f"{t.basename}_{index}"
         input_qd = None if t.is_source else self._queue(f"{name}.in", queue_maxsize, name)
         node = TaskNode(name, t.basename, index, t.parallelism, spec, dict(t.options), input_qd,

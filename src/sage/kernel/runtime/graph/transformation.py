@@ -6,10 +6,12 @@ import dataclasses
 from typing import Any
 
 from ...errors import PipelineError
+from ..async_calls.policy import CallPolicy
 
 FUTURE = "future"
 """A placeholder stream filled later (`env.from_future`); it runs no task (see `loops`)."""
-KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect", FUTURE)
+KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect", FUTURE,
+         "map_async", "flatmap_async")
 DRIVER = "driver"
 """The owner of the queues the submitting process reads (`collect`)."""
 ON_ERROR = ("fail", "skip")
@@ -53,6 +55,8 @@ class Transformation:
     enveloped: bool = False
     collect_capacity: int = 0
     future_name: str | None = None
+    call_policy: CallPolicy | None = None
+    """How an async operator ("map_async", "flatmap_async") makes its calls."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -63,6 +63,25 @@ class Operator:
     def close(self) -> None:
         self.function.close()
 
+    def input_reader(self, read: Callable[[int, float], list[Any]]) -> Callable[[int, float], list[Any]]:
+        """What the task loop takes input with, given its input queue's `get_many(size, timeout)`: that
+        same function here. An operator that must also wake up for other work (finished async calls)
+        returns its own."""
+        return read
+
+    def holds_records(self) -> bool:
+        """True while records taken have outputs still to come (an async operator's calls in flight): the
+        task is not at rest, whatever its queue holds. Never here."""
+        return False
+
+    def release(self) -> None:
+        """Free what the operator holds beyond its function (threads, an event loop); called once, however
+        the task ended (after `close()` when it finished)."""
+
+    def metrics(self) -> dict[str, Any]:
+        """The operator's own figures for its task's metrics (none here)."""
+        return {}
+
     def snapshot_state(self) -> dict[str, Any]:
         """The operator's state for a checkpoint: the function's `get_state()`, if it has one."""
         get_state = getattr(self.function, "get_state", None)
@@ -311,7 +330,7 @@ class JoinOperator(Operator):
         return out, origins, _aligned(keys, origins)
 
 
-OPERATORS: dict[str, type[Operator]] = {
+SYNC_OPERATORS: dict[str, type[Operator]] = {
     "batch": SourceOperator,
     "source": SourceOperator,
     "map": MapOperator,
@@ -322,8 +341,3 @@ OPERATORS: dict[str, type[Operator]] = {
     "comap": CoMapOperator,
     "join": JoinOperator,
 }
-
-
-def create_operator(spec: OperatorSpec, ctx: TaskContext, on_error: ErrorHandler) -> Operator:
-    """The operator for `spec.kind`, with a fresh function instance bound to `ctx`."""
-    return OPERATORS[spec.kind](spec, ctx, on_error)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...errors import ServiceCallError
 from ..communication.errors import SendCancelled
+from .awaitable_future import AwaitableFuture
 from .protocol import ServiceRequest, ServiceResponse
 
 LISTEN_WAIT = 0.2
@@ -87,14 +88,17 @@ class ServiceCaller:
                                  f"(it has: {', '.join(sorted(methods))})")
 
     def call_async(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   timeout: float | None) -> Future[Any]:
+                   timeout: float | None) -> AwaitableFuture[Any]:
         """Send a request; return a future that resolves with the answer, the error, or `TimeoutError`.
+
+        The future is a `concurrent.futures.Future` that coroutines may also
+        `await` (see `AwaitableFuture`).
 
         Raises at once for an unknown service or method, and `TimeoutError`
         when the service's request queue stays full for the whole timeout.
         """
         self._ensure_listener()
-        future: Future[Any] = Future()
+        future: AwaitableFuture[Any] = AwaitableFuture()
         self._send(service, method, args, kwargs, timeout, future)
         return future
 

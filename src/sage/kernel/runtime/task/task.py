@@ -133,6 +133,8 @@ class Task:
             raise
         finally:
             self.finished_at = time.monotonic()
+            if self.operator is not None:
+                self.operator.release()
             self.ctx.close_services()
         return self.status
 
@@ -145,7 +147,7 @@ class Task:
                                    "(emit them from execute(), or from an operator after the loop)")
             if self.checkpoints.active:
                 self.checkpoints.send_final(operator)
-        except SendCancelled:
+        except (SendCancelled, TaskFailure):  # a TaskFailure: an async call in flight failed (see async_operator)
             raise
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
@@ -273,7 +275,7 @@ class Task:
         ctx = self.ctx
         expected, received = self._expected, self._received
         assert ctx.input_qd is not None, "a stream task reads an input queue"
-        get_many = ctx.input_qd.get_many
+        get_many = operator.input_reader(ctx.input_qd.get_many)
         get_size = GET_BATCH
         router = ctx.router
         cancel = ctx.cancel_event
@@ -292,7 +294,7 @@ class Task:
                     batch = get_many(get_size, 0)
                 except queue.Empty:
                     router.flush()
-                    if at_rest_work:
+                    if at_rest_work and not operator.holds_records():
                         self._loop_at_rest()
                         continue
             if batch is None:
@@ -383,7 +385,7 @@ class Task:
         """Run a checkpoint step; its failure (a state that cannot be pickled) fails the task."""
         try:
             return step(*args)
-        except SendCancelled:
+        except (SendCancelled, TaskFailure):
             raise
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
@@ -443,4 +445,5 @@ class Task:
             "fed_back": ctx.router.fed_back,
             "alignment_seconds": self.checkpoints.alignment_seconds,
             "last_checkpoint": self.checkpoints.last_barrier,
+            **(self.operator.metrics() if self.operator is not None else {}),
         }
