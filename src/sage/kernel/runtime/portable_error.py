@@ -34,6 +34,12 @@ class PortableError:
         message = describe_error(exc).split(": ", 1)[1]
         return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
 
+    def copy(self) -> PortableError:
+        """The same error with an exception object of its own (a pickle round trip): for one failure that
+        several callers receive, each of whom adds notes to what it raises."""
+        error = pickle.loads(pickle.dumps(self.error)) if self.error is not None else None
+        return PortableError(error, self.type_name, self.message, self.traceback)
+
     def rebuild(self, where: str, fallback: Callable[[str, str, str], BaseException]) -> BaseException:
         """The original exception with a note saying `where` it was raised and its remote traceback;
         when it could not travel, `fallback(type_name, message, traceback)`."""

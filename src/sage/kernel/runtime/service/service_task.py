@@ -10,13 +10,13 @@ import time
 from typing import Any
 
 from ..context.service_context import ServiceContext
+from ..latency import LatencySamples
 from ..portable_error import PortableError
+from .batching import Batcher, Waiting, answer_batch, batch_policy, misfit
 from .protocol import ResponseQueues, ServiceRequest, ServiceResponse
 
 IDLE_WAIT = 0.2
 """Seconds an idle service worker blocks before re-checking for stop."""
-
-LATENCY_SAMPLES = 2048
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,11 @@ class ServiceTask:
     queued with an error (nobody waits in vain), and calls `cleanup()`.
     Requests whose caller already gave up (deadline passed) are skipped and
     counted. An exception in `__init__` or `setup()` fails `run()`.
+
+    Methods marked `@batch` are answered in batches (see `batching`): a
+    worker adds their requests to the method's open batch, and runs it when
+    it is full or due; a worker's wait for the next request ends when a
+    batch falls due. When the service stops, open batches still run.
     """
 
     def __init__(self, ctx: ServiceContext, service_class: type, args: tuple[Any, ...],
@@ -42,8 +47,8 @@ class ServiceTask:
         self.errors = 0
         self.expired = 0
         self.status = "created"
-        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
-        self._latency_sum = 0.0
+        self.latency = LatencySamples()
+        self._batchers: dict[str, Batcher] = {}
         self._callers: collections.Counter[str] = collections.Counter()
         self._stats_lock = threading.Lock()
         self._responses = ResponseQueues()
@@ -76,6 +81,8 @@ class ServiceTask:
             instance = self.instance = self.service_class(*self.args, **self.kwargs)
             instance.ctx = self.ctx
             instance.setup()
+            self._batchers = {name: Batcher(name, policy) for name in sorted(self._methods)
+                              if (policy := batch_policy(getattr(instance, name, None))) is not None}
         except BaseException:
             self.status = "failed"
             self.ctx.close_services()
@@ -92,6 +99,7 @@ class ServiceTask:
             self.ctx.stop_event.set()  # the workers end too, even if this thread ended by an error
             for worker in workers:
                 worker.join()
+            self._run_open_batches()
             self._refuse_queued()
             try:
                 instance.cleanup()
@@ -106,6 +114,9 @@ class ServiceTask:
     def _serve(self) -> None:
         get = self.ctx.request_qd.get
         stop = self.ctx.stop_event
+        if self._batchers:
+            self._serve_batching()
+            return
         while not stop.is_set():
             try:
                 request = get(timeout=IDLE_WAIT)
@@ -113,6 +124,71 @@ class ServiceTask:
                 continue
             if request is not None:  # None only wakes this worker to see the stop
                 self._answer(request)
+
+    def _serve_batching(self) -> None:
+        """`_serve` for a service with batched methods: between requests, run the batches that fell due."""
+        get = self.ctx.request_qd.get
+        stop = self.ctx.stop_event
+        batchers = list(self._batchers.values())
+        while not stop.is_set():
+            due = min(batcher.deadline for batcher in batchers)
+            try:
+                request = get(timeout=min(IDLE_WAIT, max(0.0, due - time.monotonic())))
+            except queue.Empty:
+                request = None
+            if request is not None:
+                self._take(request)
+            now = time.monotonic()
+            for batcher in batchers:
+                claimed = batcher.claim_due(now)
+                if claimed:
+                    self._run_batch(batcher, claimed)
+
+    def _take(self, request: ServiceRequest) -> None:
+        """Answer a request of an unbatched method; add one of a batched method to its batch (and run the
+        batch if that filled it)."""
+        batcher = self._batchers.get(request.method)
+        if batcher is None:
+            self._answer(request)
+            return
+        taken_at = time.monotonic()
+        if time.time() > request.deadline:
+            with self._stats_lock:
+                self.expired += 1
+            return
+        error = misfit(self.ctx.service_name, request.method, request)
+        if error is not None:
+            self._respond(request, ServiceResponse.failure_of(request.request_id, error))
+            self._count([request], [True], [time.monotonic() - taken_at])
+            return
+        full = batcher.add(request, taken_at)
+        if full:
+            self._run_batch(batcher, full)
+
+    def _run_batch(self, batcher: Batcher, batch: list[Waiting]) -> None:
+        started, now = time.monotonic(), time.time()
+        live = [waiting for waiting in batch if now <= waiting.request.deadline]
+        if len(live) < len(batch):
+            with self._stats_lock:
+                self.expired += len(batch) - len(live)
+        if not live:
+            return
+        requests = [waiting.request for waiting in live]
+        responses = answer_batch(getattr(self.instance, batcher.method), self.ctx.service_name, batcher.method,
+                                 requests)
+        for request, response in zip(requests, responses, strict=True):
+            self._respond(request, response)
+        finished = time.monotonic()
+        batcher.stats.record(len(live), [started - waiting.taken_at for waiting in live])
+        self._count(requests, [not response.ok for response in responses],
+                    [finished - waiting.taken_at for waiting in live])
+
+    def _run_open_batches(self) -> None:
+        """The service stops: run what waits in open batches (those requests were taken: they get answers)."""
+        for batcher in self._batchers.values():
+            claimed = batcher.claim_all()
+            if claimed:
+                self._run_batch(batcher, claimed)
 
     def _answer(self, request: ServiceRequest) -> None:
         started = time.monotonic()
@@ -130,13 +206,17 @@ class ServiceTask:
             response = ServiceResponse.failure_of(request.request_id, exc)
             failed = True
         self._respond(request, response)
+        self._count([request], [failed], [time.monotonic() - started])
+
+    def _count(self, requests: list[ServiceRequest], failed: list[bool], latencies: list[float]) -> None:
+        """Count answered requests: whether each failed, and seconds from taking it to answering it."""
         with self._stats_lock:
-            self.calls += 1
-            self.errors += failed
-            latency = time.monotonic() - started
-            self._latencies.append(latency)
-            self._latency_sum += latency
-            self._callers[request.caller] += 1
+            self.calls += len(requests)
+            self.errors += sum(failed)
+            for request in requests:
+                self._callers[request.caller] += 1
+        for latency in latencies:
+            self.latency.add(latency)
 
     def _respond(self, request: ServiceRequest, response: ServiceResponse) -> None:
         try:
@@ -157,19 +237,19 @@ class ServiceTask:
             self._respond(request, ServiceResponse(request.request_id, False, failure=stopped))
 
     def metrics(self) -> dict[str, Any]:
-        """Calls, errors, expired requests, latency (seconds: p50 and p99 of the last
-        `LATENCY_SAMPLES` calls, sum of all), calls per caller instance, request queue fill."""
+        """Calls, errors, expired requests, latency (seconds: p50 and p99 of the most recent calls, sum of
+        all), calls per caller instance, request queue fill; for a service with batched methods, per
+        method its batches (`BatchStats.snapshot`)."""
         with self._stats_lock:
-            samples = sorted(self._latencies)
-            calls, errors, expired, latency_sum = self.calls, self.errors, self.expired, self._latency_sum
+            calls, errors, expired = self.calls, self.errors, self.expired
             callers = dict(self._callers)
+        p50, p99, latency_sum, _ = self.latency.summary()
         request_qd = self.ctx.request_qd
         queued = request_qd.qsize() if self.status == "running" and request_qd.is_initialized() else None
-
-        def percentile(p: float) -> float | None:
-            return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else None
-
-        return {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status,
-                "calls": calls, "errors": errors, "expired": expired, "latency_p50": percentile(0.50),
-                "latency_p99": percentile(0.99), "latency_sum": latency_sum, "callers": callers,
-                "request_queue_size": queued, "request_queue_maxsize": request_qd.maxsize}
+        metrics = {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status,
+                   "calls": calls, "errors": errors, "expired": expired, "latency_p50": p50,
+                   "latency_p99": p99, "latency_sum": latency_sum, "callers": callers,
+                   "request_queue_size": queued, "request_queue_maxsize": request_qd.maxsize}
+        if self._batchers:
+            metrics["batches"] = {name: batcher.stats.snapshot() for name, batcher in self._batchers.items()}
+        return metrics
