@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import AsyncMapFunction, MapFunction
 from sage.kernel.api.service import BaseService
@@ -162,6 +164,23 @@ def test_a_service_pipeline_answers_through_map_async() -> None:
     results = env.from_batch(["to", "be", "or"]).map(Ask).collect()
     env.submit(autostop=True)
     assert list(results) == ["TO", "BE", "OR"]
+
+
+def test_async_metrics_reach_prometheus_text() -> None:
+    with ModelServer() as server:
+        server.fail_first = {"3": 1}
+        env = LocalEnvironment("async-prometheus")
+        env.from_batch(range(20)).map_async(fetch_from(server.port), retries=2, backoff=0.0).sink(lambda x: None)
+        job = env.submit(autostop=True)
+    families = {f.name: f for f in text_string_to_metric_families(job.metrics(format="prometheus"))}
+    values = {name: [s.value for s in families[name].samples] for name in
+              ("sage_async_calls_completed", "sage_async_call_retries", "sage_async_capacity",
+               "sage_async_calls_in_flight")}
+    assert values == {"sage_async_calls_completed": [20], "sage_async_call_retries": [1],
+                      "sage_async_capacity": [64], "sage_async_calls_in_flight": [0]}
+    latency = {s.labels.get("quantile"): s.value for s in families["sage_async_call_latency_seconds"].samples
+               if s.name == "sage_async_call_latency_seconds"}
+    assert set(latency) == {"0.5", "0.99"} and 0 < latency["0.5"] <= latency["0.99"]
 
 
 def test_in_a_feedback_loop_the_loop_ends_only_after_the_calls_in_flight() -> None:

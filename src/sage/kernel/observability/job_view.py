@@ -83,6 +83,30 @@ class ServiceRow:
     latency_p50: float | None
     latency_p99: float | None
     callers: dict[str, int]
+    batch_mean: float | None = None
+    """Requests per call of its batched methods (None: it has none, or none ran yet)."""
+    batch_wait_p99: float | None = None
+    """The longest p99 over its batched methods of the wait for a batch to start (seconds)."""
+
+
+@dataclasses.dataclass
+class AsyncRow:
+    """The calls of one async operator (`map_async`, `flatmap_async`), its instances folded (or one instance).
+
+    Counts and capacity are summed over the instances; the latencies are the
+    slowest instance's.
+    """
+
+    name: str
+    capacity: int = 0
+    in_flight: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    timed_out: int = 0
+    rate_limited_waits: int = 0
+    latency_p50: float | None = None
+    latency_p99: float | None = None
 
 
 def find_bottleneck(metrics: dict[str, dict[str, Any]], running_only: bool = True) -> str | None:
@@ -144,6 +168,30 @@ def _fold(name: str, kind: str, found: list[dict[str, Any]], bottleneck: bool, i
     loads = [m["input_queue_load"] for m in found if m.get("input_queue_load") is not None]
     row.queue_load = max(loads) if loads else None
     return row
+
+
+def async_rows(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], expand: bool = False) -> list[AsyncRow]:
+    """One row per async operator (per instance with `expand`), in pipeline order; none for a job without."""
+    rows = []
+    for transformation in graph.transformations:
+        nodes = [node for node in graph.by_transformation.get(id(transformation), [])
+                 if metrics.get(node.name, {}).get("async")]
+        groups = [[node] for node in nodes] if expand else [nodes] if nodes else []
+        for group in groups:
+            row = AsyncRow(group[0].name if expand else transformation.basename)
+            for node in group:
+                calls = metrics[node.name]["async"]
+                for counter in ("capacity", "in_flight", "completed", "failed", "retried", "timed_out",
+                                "rate_limited_waits"):
+                    setattr(row, counter, getattr(row, counter) + calls.get(counter, 0))
+                row.latency_p50 = _worst(row.latency_p50, calls.get("latency_p50"))
+                row.latency_p99 = _worst(row.latency_p99, calls.get("latency_p99"))
+            rows.append(row)
+    return rows
+
+
+def _worst(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _status(statuses: list[str]) -> str:
@@ -217,6 +265,13 @@ def service_rows(metrics: dict[str, dict[str, Any]], graph: ExecutionGraph) -> l
             node = graph.nodes.get(caller)
             key = node.basename if node is not None else caller
             callers[key] = callers.get(key, 0) + count
-        rows.append(ServiceRow(m.get("service") or name, m.get("status", ""), m.get("calls", 0), m.get("errors", 0),
-                               m.get("calls_per_second"), m.get("latency_p50"), m.get("latency_p99"), callers))
+        row = ServiceRow(m.get("service") or name, m.get("status", ""), m.get("calls", 0), m.get("errors", 0),
+                         m.get("calls_per_second"), m.get("latency_p50"), m.get("latency_p99"), callers)
+        methods = (m.get("batches") or {}).values()
+        batches = sum(b["batches"] for b in methods)
+        if batches:
+            row.batch_mean = sum(b["requests"] for b in methods) / batches
+            for b in methods:
+                row.batch_wait_p99 = _worst(row.batch_wait_p99, b["queue_delay_p99"])
+        rows.append(row)
     return rows

@@ -24,7 +24,7 @@ from rich.text import Text
 from ..runtime.graph import ExecutionGraph
 from ..runtime.job import JobRun
 from ..runtime.job_manager import JobListener
-from .job_view import Progress, Row, operator_rows, progress, recovery_note, service_rows
+from .job_view import AsyncRow, Progress, Row, async_rows, operator_rows, progress, recovery_note, service_rows
 from .rates import RateWindow, lifetime
 from .waker import Waker, catch_ctrl_c
 
@@ -132,13 +132,31 @@ def operator_table(rows: list[Row], title: str | None = None, summary: bool = Fa
     return table
 
 
+def async_table(rows: list[AsyncRow]) -> Table | None:
+    """The calls of each async operator: in flight out of capacity, outcomes, waits and latency; None without."""
+    if not rows:
+        return None
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("async calls", overflow="fold")
+    for column in ("in flight", "done", "failed", "retried", "timed out", "rate waits", "p50", "p99"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row.name, f"{row.in_flight:,}/{row.capacity:,}", f"{row.completed:,}",
+                      Text(f"{row.failed:,}", style="red" if row.failed else ""), f"{row.retried:,}",
+                      f"{row.timed_out:,}", f"{row.rate_limited_waits:,}", latency(row.latency_p50),
+                      latency(row.latency_p99))
+    return table
+
+
 def service_table(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], summary: bool = False) -> Table | None:
     """Calls, errors, latency and callers of each service object; None when the job has none."""
     rows = service_rows(metrics, graph)
     if not rows:
         return None
     table = Table(box=None, header_style="bold", pad_edge=False)
-    columns = ["service", "status", "calls"] + ([] if summary else ["calls/s"]) + ["errors", "p50", "p99", "callers"]
+    batching = any(row.batch_mean is not None for row in rows)
+    columns = (["service", "status", "calls"] + ([] if summary else ["calls/s"]) + ["errors", "p50", "p99"]
+               + (["batch", "batch wait p99"] if batching else []) + ["callers"])
     for column in columns:  # as in the operator table: names may wrap, numbers may not
         if column in ("service", "callers"):
             table.add_column(column, overflow="fold")
@@ -147,7 +165,10 @@ def service_table(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], sum
     for row in rows:
         callers = ", ".join(f"{name} ({count:,})" for name, count in sorted(row.callers.items())) or "–"
         cells = [row.name, row.status, f"{row.calls:,}"] + ([] if summary else [rate(row.calls_per_second)])
-        table.add_row(*cells, f"{row.errors:,}", latency(row.latency_p50), latency(row.latency_p99), callers)
+        cells += [f"{row.errors:,}", latency(row.latency_p50), latency(row.latency_p99)]
+        if batching:
+            cells += ["–" if row.batch_mean is None else f"{row.batch_mean:.1f}", latency(row.batch_wait_p99)]
+        table.add_row(*cells, callers)
     return table
 
 
@@ -164,6 +185,9 @@ def job_panel(watched: WatchedJob, metrics: dict[str, dict[str, Any]], expand: b
         bar.add_row(ProgressBar(total=p.total or 1, completed=p.total * p.fraction, width=30), _progress_text(p))
         parts.append(bar)
     parts.append(operator_table(operator_rows(watched.graph, metrics, expand)))
+    calls = async_table(async_rows(watched.graph, metrics, expand))
+    if calls is not None:
+        parts.append(calls)
     services = service_table(watched.graph, metrics)
     if services is not None:
         parts.append(services)
@@ -178,6 +202,9 @@ def summary(watched: WatchedJob, expand: bool, now: float) -> RenderableType:
     title = f"job {job.job_id}: {job.status} in {watched.elapsed(now):.2f} s" + (f" · {recovery}" if recovery else "")
     parts: list[RenderableType] = [
         operator_table(operator_rows(watched.graph, metrics, expand, running_only=False), title, summary=True)]
+    calls = async_table(async_rows(watched.graph, metrics, expand))
+    if calls is not None:
+        parts.append(calls)
     services = service_table(watched.graph, metrics, summary=True)
     if services is not None:
         parts.append(services)

@@ -36,6 +36,19 @@ _TASK_FAMILIES = (
      "Seconds the task held input channels to align checkpoint barriers.", "alignment_seconds"),
 )
 
+_ASYNC_FAMILIES = (
+    # (metric name, type, help, key in the task's "async" metrics)
+    ("sage_async_capacity", "gauge", "Most records the async operator instance holds at once.", "capacity"),
+    ("sage_async_calls_in_flight", "gauge",
+     "Calls started and not finished (running, or waiting for the rate limit or a retry).", "in_flight"),
+    ("sage_async_calls_completed_total", "counter", "Calls that succeeded.", "completed"),
+    ("sage_async_calls_failed_total", "counter", "Calls that failed after their retries.", "failed"),
+    ("sage_async_call_retries_total", "counter", "Attempts after the first one of a call.", "retried"),
+    ("sage_async_call_timeouts_total", "counter", "Attempts that ran out of time.", "timed_out"),
+    ("sage_async_rate_limited_waits_total", "counter", "Attempts that waited for the rate limit.",
+     "rate_limited_waits"),
+)
+
 _CHECKPOINT_FAMILIES = (
     ("sage_job_checkpoints_completed_total", "counter", "Checkpoints completed.", "completed"),
     ("sage_job_last_checkpoint_id", "gauge", "Id of the last completed checkpoint.", "last_id"),
@@ -90,7 +103,47 @@ def to_prometheus(job_id: str, status: str, metrics: dict[str, dict[str, Any]]) 
     lines += _family("sage_service_caller_calls_total", "counter", "Requests answered, per calling instance.",
                      [({**_service_labels(job_id, m), "caller": caller}, count)
                       for m in services for caller, count in sorted((m.get("callers") or {}).items())])
+    lines += _async_lines(job_id, [m for m in tasks if m.get("async")])
+    lines += _batch_lines(job_id, services)
     return "".join(lines)
+
+
+def _async_lines(job_id: str, tasks: list[dict[str, Any]]) -> list[str]:
+    """The families of async operators (`map_async`, `flatmap_async`): calls, retries, limits, latency."""
+    lines: list[str] = []
+    for name, kind, help_text, key in _ASYNC_FAMILIES:
+        lines += _family(name, kind, help_text, [(_task_labels(job_id, m), m["async"].get(key)) for m in tasks])
+    samples: list[tuple[Any, ...]] = []
+    for m in tasks:
+        labels, calls = _task_labels(job_id, m), m["async"]
+        samples += [({**labels, "quantile": "0.5"}, calls.get("latency_p50"), ""),
+                    ({**labels, "quantile": "0.99"}, calls.get("latency_p99"), ""),
+                    (labels, calls.get("latency_sum"), "_sum"), (labels, calls.get("completed"), "_count")]
+    return lines + _family("sage_async_call_latency_seconds", "summary",
+                           "Seconds from a call's first attempt to its result (quantiles over recent calls).", samples)
+
+
+def _batch_lines(job_id: str, services: list[dict[str, Any]]) -> list[str]:
+    """Per batched method of a service: a histogram of batch sizes and a summary of the queueing delay."""
+    sizes: list[tuple[Any, ...]] = []
+    delays: list[tuple[Any, ...]] = []
+    for m in services:
+        for method, batches in sorted((m.get("batches") or {}).items()):
+            labels = {**_service_labels(job_id, m), "method": method}
+            counts = batches["sizes"]
+            bounds = sorted({2 ** i for i in range(batches["max_batch_size"].bit_length())}
+                            | {batches["max_batch_size"]})
+            sizes += [({**labels, "le": str(bound)}, sum(n for size, n in counts.items() if size <= bound), "_bucket")
+                      for bound in bounds]
+            sizes += [({**labels, "le": "+Inf"}, batches["batches"], "_bucket"),
+                      (labels, batches["requests"], "_sum"), (labels, batches["batches"], "_count")]
+            delays += [({**labels, "quantile": "0.5"}, batches["queue_delay_p50"], ""),
+                       ({**labels, "quantile": "0.99"}, batches["queue_delay_p99"], ""),
+                       (labels, batches["queue_delay_sum"], "_sum"), (labels, batches["requests"], "_count")]
+    lines = _family("sage_service_batch_size", "histogram", "Requests per call of a batched method.", sizes)
+    return lines + _family("sage_service_batch_queue_delay_seconds", "summary",
+                           "Seconds a request waited for its batch to start (quantiles over recent requests).",
+                           delays)
 
 
 def _task_labels(job_id: str, m: dict[str, Any]) -> dict[str, str]:
