@@ -41,6 +41,7 @@ from ..service.service_task import ServiceTask
 from ..spec import JobSpec
 from ..task import Task, TaskFailure
 from .base import ExitCallback
+from .ray_output import OUTPUT_MARKS, LogSettings, apply_log_settings, driver_log_settings, mark_output_end
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ CONTROL_TIMEOUT = 5.0
 
 ACTOR_START_TIMEOUT = 120.0
 """Seconds `prepare()` waits for the actors to start hosting their rpc queues (resources may be scarce)."""
+
+OUTPUT_TIMEOUT = 10.0
+"""Seconds a job's end waits for the last output of its actors to be printed in the driver."""
 
 SHUTDOWN_TIMEOUT = 30.0
 """Seconds a second `shutdown()` caller waits for the first one to finish."""
@@ -68,7 +72,8 @@ class _InstanceActor:
     reads (`host_queues`), so producers connect straight to their consumer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.instance: Any = None
         self.rpc_server: Any = None
         # Control calls (stop, cancel, checkpoint triggers) that arrived before the instance was built.
@@ -87,12 +92,28 @@ class _InstanceActor:
             self.rpc_server.attach_queue(queue_id, maxsize)
         return self.rpc_server.advertise_host, self.rpc_server.port
 
-    def run(self, payload: bytes) -> tuple[str, dict[str, Any], PortableError | None]:
+    def __repr__(self) -> str:
+        # Ray names the actor by its repr where it forwards the actor's output: "(map_0 pid=...)".
+        return self.name
+
+    def run(self, payload: bytes, log_settings: LogSettings, output_token: str | None
+            ) -> tuple[str, dict[str, Any], PortableError | None]:
         """Build the instance from a cloudpickled `(factory, args)` pair and run it.
 
-        Blocks until the instance ends: (status, final metrics, failure or None).
+        Logging is configured as in the driver first (`log_settings`). Blocks
+        until the instance ends: (status, final metrics, failure or None).
+        With an `output_token`, the actor's output ends with that token's end
+        mark (see `ray_output`).
         """
         try:
+            return self._run(payload, log_settings)
+        finally:
+            if output_token is not None:
+                mark_output_end(output_token)
+
+    def _run(self, payload: bytes, log_settings: LogSettings) -> tuple[str, dict[str, Any], PortableError | None]:
+        try:
+            apply_log_settings(log_settings)
             factory, args = cloudpickle.loads(payload)
             instance = factory(*args)
             with self._early_lock:
@@ -149,13 +170,17 @@ InstanceActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY)(_InstanceActor)  #
 class RayHandle:
     """The driver's view of one actor: control calls, last known metrics, the watcher thread."""
 
-    def __init__(self, name: str, actor: Any, payload: bytes, on_exit: ExitCallback) -> None:
+    def __init__(self, name: str, actor: Any, payload: bytes, on_exit: ExitCallback,
+                 output_token: str | None) -> None:
         self.name = name
         self.actor = actor
+        self.output_token = output_token
+        self.returned = False
+        """True once the actor's `run()` returned (its output then ends with its end mark)."""
         self._on_exit = on_exit
         self._final_metrics: dict[str, Any] | None = None
         self._watcher = threading.Thread(target=self._watch, name=f"sage-ray-watch-{name}", daemon=True)
-        self._run_ref = actor.run.remote(payload)
+        self._run_ref = actor.run.remote(payload, driver_log_settings(), output_token)
         self._watcher.start()
 
     def _watch(self) -> None:
@@ -167,6 +192,7 @@ class RayHandle:
         except Exception as exc:
             self._on_exit(self.name, "failed", exc)
             return
+        self.returned = True
         self._final_metrics = metrics
         if failure is not None:
             self._on_exit(self.name, "failed", failure.rebuild(self.name, RemoteError))
@@ -269,6 +295,8 @@ class RayBackend:
         self._killed: set[str] = set()
         self._gone = threading.Event()
         self._driver_server: Any = None
+        self._handles: list[RayHandle] = []
+        self._forwarding_output = OUTPUT_MARKS.install()
 
     def queue_factory(self, transport: str) -> QueueFactory:
         """Ray queues in the job's namespace; for "rpc", placeholders that `prepare()` replaces.
@@ -298,7 +326,7 @@ class RayBackend:
         """The actor for instance `name`, created on first use with its resource options."""
         actor = self._actors.get(name)
         if actor is None:
-            actor = self._actor_class(name, options).remote()
+            actor = self._actor_class(name, options).remote(name)
             with self._lock:
                 self._actors[name] = actor
         return actor
@@ -366,7 +394,11 @@ class RayBackend:
     def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
                on_exit: ExitCallback) -> RayHandle:
         payload = _serialize(name, (factory, args), classes)
-        return RayHandle(name, self._actor(name, options), payload, on_exit)
+        token = f"{self.namespace}/{name}" if self._forwarding_output else None
+        handle = RayHandle(name, self._actor(name, options), payload, on_exit, token)
+        with self._lock:
+            self._handles.append(handle)
+        return handle
 
     def start_task(self, node: TaskNode, ctx: TaskContext, on_exit: ExitCallback) -> RayHandle:
         """Start the task's actor and its `run()`; `on_exit` fires from a driver thread when it ends."""
@@ -380,7 +412,10 @@ class RayBackend:
     def shutdown(self) -> None:
         """Kill the job's actors and its queues; nothing of the job stays in the cluster.
 
-        Blocks until Ray reports them dead (a few seconds at most). The first
+        First waits, up to `OUTPUT_TIMEOUT` seconds, until what the actors
+        whose instance has ended wrote to stdout and stderr is printed here
+        (when this driver forwards worker output; see `ray_output`). Then
+        blocks until Ray reports them dead (a few seconds at most). The first
         call does the work; a later one kills the actors created since (an
         instance whose start raced a failure) and waits for the first, up to
         `SHUTDOWN_TIMEOUT` seconds. Errors are logged, never raised: this runs
@@ -397,6 +432,7 @@ class RayBackend:
                 logger.warning("killing late actors of Ray job namespace %s: %r", self.namespace, exc)
             self._gone.wait(SHUTDOWN_TIMEOUT)
             return
+        self._wait_for_output()
         try:
             kill_and_wait(actors)
             shutdown_ray_queues(self.namespace)
@@ -406,3 +442,11 @@ class RayBackend:
             logger.warning("cleaning up Ray job namespace %s: %r", self.namespace, exc)
         finally:
             self._gone.set()
+
+    def _wait_for_output(self) -> None:
+        with self._lock:
+            tokens = {h.output_token: h.name for h in self._handles if h.returned and h.output_token is not None}
+        missing = OUTPUT_MARKS.wait(tokens, OUTPUT_TIMEOUT)
+        if missing:
+            logger.warning("output of %s may still be on its way from Ray (not here within %.0f s)",
+                           ", ".join(tokens[token] for token in missing), OUTPUT_TIMEOUT)
