@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from sage.kernel.runtime.communication.queue_descriptor import BatchFull, RPCQueueDescriptor
+from sage.kernel.runtime.communication.router import Batch, FeedbackBatch
+from sage.kernel.runtime.loop import LoopToken
 
 from .support import Records, TcpCutter, over_tcp, put_flush_and_hold, wait_until
 
@@ -155,3 +157,16 @@ def test_producers_of_items_heavier_than_half_the_queue_both_get_through(server)
     ]
     for producer in producers:
         producer.close()
+
+
+def test_overflow_items_need_no_credit_even_on_a_fresh_stream_to_a_full_queue(server):
+    local = server.create_queue("loop-head", 1)
+    local.put(Batch(["waiting"]))
+    remote = over_tcp(local)  # a new stream: its first message must open it before any data
+    with pytest.raises(queue.Full):
+        remote.put(Batch(["forward"]), timeout=0)
+    remote.put_many([FeedbackBatch(["fed", "back"]), LoopToken(0, 1)], timeout=0)
+    remote.flush()
+    assert local.qsize() == 1 + 2 + 1  # they count toward what the queue holds
+    assert [item.payloads for item in local.get_many(2)] == [["waiting"], ["fed", "back"]]
+    remote.close()

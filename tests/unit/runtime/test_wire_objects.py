@@ -11,7 +11,9 @@ import pickle
 import pytest
 
 from sage.kernel.runtime.communication import Batch, Connection, Packet, PythonQueueDescriptor, StopSignal
-from sage.kernel.runtime.communication.router import UNKEYED
+from sage.kernel.runtime.communication.router import UNKEYED, CheckpointBarrier, FeedbackBatch
+from sage.kernel.runtime.graph.loops import LoopRole
+from sage.kernel.runtime.loop import LoopEnd, LoopToken
 from sage.kernel.runtime.portable_error import PortableError
 from sage.kernel.runtime.service.pipeline_service import Envelope
 from sage.kernel.runtime.service.protocol import ServiceRequest, ServiceResponse
@@ -43,6 +45,11 @@ OBJECTS = [
     Packet({"v": 1}, 2, ("k", 1), "hash", 12.5),
     StopSignal("done", "src_3", {"why": "end"}, 3.5),
     Connection(1, 2, "join_2", QUEUE, 1),
+    Connection(0, 1, "step_1", QUEUE, 1, "feedback"),
+    FeedbackBatch([3, 4], None, 1, "filter_0"),
+    CheckpointBarrier(7, "map_1"),
+    LoopToken(1, 4, -2, True),
+    LoopEnd(1),
     ServiceRequest("id-1", "calc", "add", (1, 2), {"scale": 3}, 99.5, QUEUE, "Caller_0"),
     ServiceResponse("id-1", True, value=[1, 2]),
     Envelope({"q": "x"}, ServiceRequest("id-2", "svc", "process", ("x",), {}, 5.0, QUEUE, "c"), QUEUE),
@@ -54,6 +61,14 @@ def test_round_trip_keeps_every_field(obj: object) -> None:
     back = pickle.loads(pickle.dumps(obj))
     assert type(back) is type(obj)
     assert same_fields(obj, back), (fields(obj), fields(back))
+
+
+def test_a_loop_role_travels_with_its_ring() -> None:
+    role = LoopRole(0, 1, [("step_0", QUEUE), ("step_1", QUEUE)], frozenset({"filter_0"}), frozenset({"filter_0"}))
+    back = pickle.loads(pickle.dumps(role))
+    assert (back.loop, back.position, back.inner_upstreams, back.feedback_upstreams) == (
+        0, 1, frozenset({"filter_0"}), frozenset({"filter_0"}))
+    assert [name for name, _ in back.ring] == ["step_0", "step_1"] and back.next_member[0] == "step_0"
 
 
 def test_unkeyed_stays_the_one_marker() -> None:

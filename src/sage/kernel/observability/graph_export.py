@@ -3,7 +3,8 @@
 Operators are boxes (sources rounded, sinks doubled) labelled with their
 kind and parallelism; with `expand` every parallel instance is its own node
 inside a box per operator. Edges carry the routing strategy (and the input
-number on operators with several inputs). Services are hexagons; a dashed
+number on operators with several inputs); a feedback edge, which closes a
+loop (`fill_future`), is drawn bold and labelled "feedback". Services are hexagons; a dashed
 edge goes from each caller seen at run time to the service, labelled with
 its calls, and from a pipeline service to the `from_service` source that
 serves it.
@@ -48,7 +49,8 @@ def _service_label(service: ServiceNode) -> list[str]:
 
 
 def _edge_label(edge: Edge) -> str:
-    return edge.strategy + (f", input {edge.input_index}" if edge.target_inputs > 1 else "")
+    return ("feedback, " if edge.feedback else "") + edge.strategy + (
+        f", input {edge.input_index}" if edge.target_inputs > 1 else "")
 
 
 def _instance_id(op: OperatorNode, index: int) -> str:
@@ -72,10 +74,10 @@ def _caller_edges(topology: Topology, expand: bool) -> list[tuple[str, str, int]
     return [(source, target, calls) for (source, target), calls in found.items()]
 
 
-def _expanded_edges(topology: Topology) -> list[tuple[str, str, str]]:
+def _expanded_edges(topology: Topology) -> list[tuple[str, str, Edge]]:
     """Instance-to-instance edges: every upstream instance reaches every downstream instance."""
     ops = {op.id: op for op in topology.operators}
-    return [(_instance_id(ops[e.source], i), _instance_id(ops[e.target], j), _edge_label(e))
+    return [(_instance_id(ops[e.source], i), _instance_id(ops[e.target], j), e)
             for e in topology.edges
             for i in range(len(ops[e.source].instances))
             for j in range(len(ops[e.target].instances))]
@@ -120,8 +122,9 @@ class _Mermaid:
                  "service": f"{{{{{text}}}}}"}.get(kind, f"[{text}]")
         return f"{node_id}{shape}"
 
-    def edge(self, source: str, target: str, label: str, dashed: bool = False) -> str:
-        return f"{source} {'-.->' if dashed else '-->'}|{self.text(label)}| {target}"
+    def edge(self, source: str, target: str, label: str, dashed: bool = False, bold: bool = False) -> str:
+        arrow = "-.->" if dashed else "==>" if bold else "-->"
+        return f"{source} {arrow}|{self.text(label)}| {target}"
 
 
 class _Dot:
@@ -146,8 +149,10 @@ class _Dot:
     def node(self, node_id: str, label: list[str], kind: str) -> str:
         return f"{node_id} [label={self.text(chr(10).join(label))}, {_STYLES.get(kind, 'shape=box')}];"
 
-    def edge(self, source: str, target: str, label: str, dashed: bool = False) -> str:
-        return f"{source} -> {target} [{'style=dashed, ' if dashed else ''}label={self.text(label)}];"
+    def edge(self, source: str, target: str, label: str, dashed: bool = False, bold: bool = False) -> str:
+        # A feedback edge points back: constraint=false keeps the picture flowing left to right.
+        style = "style=dashed, " if dashed else 'style=bold, color="#c62828", constraint=false, ' if bold else ""
+        return f"{source} -> {target} [{style}label={self.text(label)}];"
 
 
 def _draw(topology: Topology, expand: bool, syntax: _Mermaid | _Dot) -> str:
@@ -159,8 +164,8 @@ def _draw(topology: Topology, expand: bool, syntax: _Mermaid | _Dot) -> str:
         else:
             lines.append(f"    {syntax.node(op.id, _operator_label(op), op.kind)}")
     lines += [f"    {syntax.node(s.id, _service_label(s), 'service')}" for s in topology.services]
-    edges = _expanded_edges(topology) if expand else [(e.source, e.target, _edge_label(e)) for e in topology.edges]
-    lines += [f"    {syntax.edge(a, b, label)}" for a, b, label in edges]
+    edges = _expanded_edges(topology) if expand else [(e.source, e.target, e) for e in topology.edges]
+    lines += [f"    {syntax.edge(a, b, _edge_label(e), bold=e.feedback)}" for a, b, e in edges]
     lines += [f"    {syntax.edge(a, b, 'serves', dashed=True)}" for a, b in _served_by(topology, expand)]
     lines += [f"    {syntax.edge(a, b, f'calls: {calls:,}', dashed=True)}"
               for a, b, calls in _caller_edges(topology, expand)]

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..runtime.graph import ExecutionGraph
 from ..runtime.graph.execution_graph import routing_strategies
+from ..runtime.graph.loops import links
 
 
 @dataclasses.dataclass
@@ -30,13 +31,15 @@ class OperatorNode:
 
 @dataclasses.dataclass
 class Edge:
-    """Records of operator `source` routed to operator `target`'s input `input_index` by `strategy`."""
+    """Records of operator `source` routed to operator `target`'s input `input_index` by `strategy`;
+    `feedback` when the edge closes a loop (`fill_future`)."""
 
     source: str
     target: str
     strategy: str
     input_index: int
     target_inputs: int
+    feedback: bool = False
 
 
 @dataclasses.dataclass
@@ -74,17 +77,18 @@ class Topology:
 def topology(graph: ExecutionGraph, name: str | None = None,
              metrics: dict[str, dict[str, Any]] | None = None) -> Topology:
     """The topology of `graph`; with a job's `metrics`, services carry the callers seen at run time."""
-    ids = {id(t): f"op{index}" for index, t in enumerate(graph.transformations)}
+    shown = [t for t in graph.transformations if t.kind != "future"]  # a future is drawn as its feedback edges
+    ids = {id(t): f"op{index}" for index, t in enumerate(shown)}
     strategies = routing_strategies(graph.transformations)
     operators = [
         OperatorNode(ids[id(t)], t.basename, t.kind, [n.name for n in graph.by_transformation[id(t)]],
                      t.bounded_size, t.detached)
-        for t in graph.transformations
+        for t in shown
     ]
     edges = [
-        Edge(ids[id(upstream)], ids[id(t)], strategies[id(upstream)], index, len(t.inputs))
-        for t in graph.transformations
-        for index, upstream in enumerate(t.inputs)
+        Edge(ids[id(link.upstream)], ids[id(link.target)], strategies[id(link.upstream)], link.input_index,
+             len(link.target.inputs), link.feedback)
+        for link in links(graph.transformations)
     ]
     services = []
     for index, (service_name, node) in enumerate(graph.services.items()):

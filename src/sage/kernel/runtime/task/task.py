@@ -6,7 +6,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ...errors import describe_error
 from ..communication.errors import SendCancelled, TransportError
@@ -31,6 +31,8 @@ SOURCE_MAX_BACKOFF = 0.05
 """Longest wait between polls of a SourceFunction that has nothing to give."""
 
 _LOGGED_ERRORS = 10
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +383,7 @@ class Task:
                 if target != self.name:
                     put_control(descriptor, message, cancel, f"{self.name}: ending the loop at {target}")
 
-    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
+    def _guarded(self, step: Callable[..., _T], *args: Any) -> _T:
         """Run a checkpoint step; its failure (a state that cannot be pickled) fails the task."""
         try:
             return step(*args)

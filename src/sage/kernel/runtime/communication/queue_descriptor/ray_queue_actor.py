@@ -21,7 +21,7 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
-from .base_queue_descriptor import BatchFull, effective_timeout, item_weight
+from .base_queue_descriptor import BatchFull, WeightedItem, effective_timeout, item_weight
 
 Chunk = tuple[bytes, int, int]
 """Items `start:stop` of the pickled batch `blob`: (blob, start, stop)."""
@@ -55,8 +55,9 @@ class QueueActor:
 
     `maxsize` counts records (0 = unbounded): the client sends each item's
     weight (see `item_weight`: a batch counts its records) beside the pickled
-    items, and an item goes in when it fits or the queue is empty, as in every
-    other queue of the project. Blocked puts and gets wait here, on the actor's
+    items, and an item goes in when it fits, when the queue is empty, or when
+    it is an `overflow` item (the client lists those), as in every other queue
+    of the project. Blocked puts and gets wait here, on the actor's
     event loop, with their timeout: a blocked caller costs one pending remote
     call and no polling. Every state change wakes all waiters of the other side
     and they re-check, so a waiter that times out never swallows a wake-up meant
@@ -71,23 +72,26 @@ class QueueActor:
         self._not_empty = asyncio.Condition(lock)
         self._not_full = asyncio.Condition(lock)
 
-    async def put_many(self, blob: bytes, weights: list[int], timeout: float | None) -> int:
+    async def put_many(self, blob: bytes, weights: list[int], timeout: float | None,
+                       overflow: list[int] | None = None) -> int:
         """Queue the items pickled in `blob` (`weights[i]` the weight of item i), in order, as room frees up.
 
-        Returns how many leading items were queued: all of them unless the
-        timeout passed first (None waits for room forever, 0 takes the room
-        there is now).
+        The items at the positions `overflow` lists go in whatever the queue
+        holds. Returns how many leading items were queued: all of them unless
+        the timeout passed first (None waits for room forever, 0 takes the
+        room there is now).
         """
         count = len(weights)
         done = 0
         deadline = _deadline(timeout)
         maxsize = self._maxsize
+        always = frozenset(overflow or ())
         async with self._not_full:
             while True:
                 start = done
                 while done < count:
                     weight = weights[done]
-                    if maxsize and self._size and self._size + weight > maxsize:
+                    if maxsize and self._size and self._size + weight > maxsize and done not in always:
                         break
                     self._size += weight
                     done += 1
@@ -149,6 +153,12 @@ def _dumps(items: list[Any]) -> bytes:
     return blob
 
 
+def _overflowing(items: list[Any]) -> list[int] | None:
+    """The positions of `overflow` items (see `WeightedItem`), None when there are none."""
+    found = [i for i, item in enumerate(items) if isinstance(item, WeightedItem) and item.overflow]
+    return found or None
+
+
 def _loads(chunks: list[Chunk]) -> list[Any]:
     items: list[Any] = []
     last_blob: bytes | None = None
@@ -178,7 +188,9 @@ class RayQueueClient:
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put one item; blocks while full, `queue.Full` at the timeout."""
         weights = [item_weight(item)]
-        if not ray.get(self._actor.put_many.remote(_dumps([item]), weights, effective_timeout(block, timeout))):
+        accepted = self._actor.put_many.remote(_dumps([item]), weights, effective_timeout(block, timeout),
+                                               _overflowing([item]))
+        if not ray.get(accepted):
             raise queue.Full
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -193,7 +205,8 @@ class RayQueueClient:
         if not items:
             return
         weights = [item_weight(item) for item in items]
-        accepted: int = ray.get(self._actor.put_many.remote(_dumps(items), weights, effective_timeout(True, timeout)))
+        accepted: int = ray.get(self._actor.put_many.remote(_dumps(items), weights, effective_timeout(True, timeout),
+                                                            _overflowing(items)))
         if accepted < len(items):
             raise BatchFull(accepted)
 

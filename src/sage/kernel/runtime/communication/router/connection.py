@@ -6,7 +6,6 @@ from typing import Any
 
 from ..queue_descriptor import BaseQueueDescriptor
 
-
 DATA = "data"
 """An ordinary edge: the sender's stop signal ends the channel."""
 LOOP = "loop"

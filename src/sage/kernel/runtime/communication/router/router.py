@@ -39,11 +39,9 @@ class _Channel:
         self.keys: list[Any] | None = None
         self.sends_keys = sends_keys
         # A batch never outweighs its target queue: a bounded queue then never holds more than its maxsize.
-        # Feedback batches go in whatever the queue holds (see `FeedbackBatch`), so no cap would hold there.
         maxsize = connection.queue_descriptor.maxsize
-        feedback = connection.edge == FEEDBACK
-        self.batch_size = min(batch_size, maxsize) if maxsize > 0 and not feedback else batch_size
-        self.batch_class = FeedbackBatch if feedback else Batch
+        self.batch_size = min(batch_size, maxsize) if maxsize > 0 else batch_size
+        self.batch_class = FeedbackBatch if connection.edge == FEEDBACK else Batch
 
     def append(self, payloads: list[Any], keys: list[Any] | None) -> int:
         """Add a run of records; return how many are now pending here."""

@@ -292,6 +292,14 @@ class ProducerStream:
         """Hand what was just accepted on: to the caller when the stream is quiet, else to the sender thread."""
         if not self._outbox:
             return []
+        if not self._incarnation:
+            # A fresh stream: the server must know it before data comes (its first message asks for
+            # credit). Only items that need no credit (`overflow`) get here so early: the sender
+            # thread opens the stream with a credit request, then sends them.
+            if self._answered >= self._demands:
+                self._demands += 1
+            self._wake_locked()
+            return []
         if self._unacked or self._packing:
             if self._sender_idle:
                 self._wake_locked()
@@ -543,7 +551,7 @@ class ProducerStream:
             if self._unacked and now - self._progress_at >= self._resend_interval:
                 messages = [self._data_message(sent) for sent in self._unacked]  # go-back-N
                 self._progress_at = now
-            if self._outbox and self._acked >= self._hold:
+            if self._outbox and self._acked >= self._hold and self._incarnation:
                 items, first, weight = self._take_outbox()
                 self._packing = True
             else:
@@ -582,7 +590,7 @@ class ProducerStream:
         now = time.monotonic()
         deadlines = [now + self._idle_cap]  # also how late a caller's own message may be noticed
         with self._cond:
-            if self._outbox and self._acked >= self._hold:
+            if self._outbox and self._acked >= self._hold and self._incarnation:
                 return 0
             # Items held back behind a caller's own message are sent when its acknowledgement
             # comes in; until then a put need not wake the sender.
