@@ -3,20 +3,24 @@ the job, a restart restores what was on the feedback edges, and the views show t
 
 from __future__ import annotations
 
+import io
 import pathlib
 import threading
+import time
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from sage.kernel import JobFailedError, LocalEnvironment
 from sage.kernel.api.function import MapFunction, SourceFunction
 from sage.kernel.observability.graph_export import to_dot, to_mermaid
+from sage.kernel.observability.job_view import operator_rows
+from sage.kernel.observability.live_view import Monitor, job_panel
 from sage.kernel.observability.topology import topology
-from sage.kernel.runtime.backend.local_backend import LocalBackend
 from sage.kernel.runtime.checkpoint.snapshot import decode
 from sage.kernel.runtime.checkpoint.store import CheckpointStore
-from sage.kernel.runtime.compile import compile_graph
+from sage.kernel.runtime.job_manager import job_manager
 from sage.kernel.testing import wait_until
 
 from .test_collatz import CollatzStep, collatz_steps
@@ -145,18 +149,32 @@ def test_a_restart_restores_the_records_on_the_feedback_edges_exactly_once(tmp_p
     assert all(steps == collatz_steps(start) for _, steps, start in records)
 
 
-def test_the_graph_draws_the_feedback_edge_and_metrics_count_records_fed_back() -> None:
-    env = LocalEnvironment("loop-views")
-    results = collatz_on(env, env.from_batch([(n, 0, n) for n in range(1, 301)]))
-    job = env.submit(autostop=True)
+def test_the_views_show_the_feedback_edge_and_count_records_fed_back() -> None:
+    monitor = Monitor("plain", stream=io.StringIO())
+    job_manager().add_listener(monitor)
+    try:
+        env = LocalEnvironment("loop-views")
+        results = collatz_on(env, env.from_batch([(n, 0, n) for n in range(1, 301)]))
+        job = env.submit(autostop=True)
+    finally:
+        job_manager().remove_listener(monitor)
     assert len(list(results)) == 300
+    fed_back = sum(collatz_steps(n) for n in range(2, 301)) - 299
     metrics = job.metrics()
-    assert metrics["filter_0"]["fed_back"] == sum(collatz_steps(n) for n in range(2, 301)) - 299
-    assert metrics["CollatzStep_0"]["fed_back"] == 0
-    drawn = topology(compile_graph(env.job_spec(), "views", LocalBackend()), "loop-views")
-    feedback = [edge for edge in drawn.edges if edge.feedback]
+    assert metrics["filter_0"]["fed_back"] == fed_back and metrics["CollatzStep_0"]["fed_back"] == 0
+    assert f'sage_task_fed_back_total{{job="{job.job_id}",task="filter_0"' in job.metrics(format="prometheus")
+
+    [watched] = monitor.watched()
+    rows = operator_rows(watched.graph, watched.metrics())
+    assert [row.name for row in rows if row.fed_back] == ["filter"] and "again" not in [row.name for row in rows]
+    console = Console(file=io.StringIO(), width=200)
+    console.print(job_panel(watched, watched.metrics(), False, time.monotonic()))
+    assert f"filter ↺ {fed_back:,} fed back" in console.file.getvalue()
+
+    drawn = topology(watched.graph, "loop-views")
     names = {op.id: op.name for op in drawn.operators}
-    assert [(names[e.source], names[e.target], e.input_index) for e in feedback] == [("filter", "CollatzStep", 1)]
+    feedback = [(names[e.source], names[e.target], e.input_index) for e in drawn.edges if e.feedback]
+    assert feedback == [("filter", "CollatzStep", 1)]
     assert "again" not in names.values()  # a future is drawn as its feedback edge
     assert "==>|feedback, round_robin, input 1|" in to_mermaid(drawn)
     assert 'style=bold, color="#c62828", constraint=false, label="feedback, round_robin, input 1"' in to_dot(drawn)

@@ -46,6 +46,8 @@ class Row:
     queue_load: float | None = None
     elapsed: float = 0.0
     bottleneck: bool = False
+    fed_back: int = 0
+    """Records sent back round a feedback loop (by the operator that fills a future)."""
 
 
 @dataclasses.dataclass
@@ -141,6 +143,8 @@ def operator_rows(graph: ExecutionGraph, metrics: dict[str, dict[str, Any]], exp
     bottleneck = find_bottleneck(metrics, running_only)
     rows = []
     for transformation in graph.transformations:
+        if transformation.kind == "future":
+            continue  # runs no task: its records are the filler's, counted as fed back there
         nodes = [node for node in graph.by_transformation[id(transformation)] if node.name in metrics]
         if expand:
             rows += [_fold(node.name, transformation.kind, [metrics[node.name]], node.name == bottleneck)
@@ -159,6 +163,7 @@ def _fold(name: str, kind: str, found: list[dict[str, Any]], bottleneck: bool, i
         row.records_in += m.get("records_in", 0)
         row.records_out += m.get("records_out", 0)
         row.errors += m.get("errors", 0)
+        row.fed_back += m.get("fed_back", 0)
         row.elapsed = max(row.elapsed, m.get("elapsed_seconds", 0.0))
     row.in_rate = _sum(m.get("records_in_per_second") for m in found)
     row.out_rate = _sum(m.get("records_out_per_second") for m in found)

@@ -113,6 +113,8 @@ def operator_table(rows: list[Row], title: str | None = None, summary: bool = Fa
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         name = Text(row.name)
+        if row.fed_back:
+            name.append(f" ↺ {row.fed_back:,} fed back", style="cyan")
         if row.bottleneck:
             name.append(" ◀ bottleneck", style="bold red")
         cells: list[Any] = [name, str(row.instances), row.status]

@@ -34,6 +34,8 @@ _TASK_FAMILIES = (
     ("sage_task_input_queue_load", "gauge", "Input queue fill, size / capacity (0 to 1).", "input_queue_load"),
     ("sage_task_checkpoint_alignment_seconds_total", "counter",
      "Seconds the task held input channels to align checkpoint barriers.", "alignment_seconds"),
+    ("sage_task_fed_back_total", "counter", "Records the task instance sent back round a feedback loop.",
+     "fed_back"),
 )
 
 _ASYNC_FAMILIES = (
