@@ -18,6 +18,10 @@ SLOW = 3.0
 TIMEOUT = 0.3
 
 
+class Refused(Exception):
+    """Raised by the service, caught by the caller: a class of the test module, shipped by value to both."""
+
+
 class Calc(BaseService):
     def __init__(self, offset: int) -> None:
         self.offset = offset
@@ -30,6 +34,9 @@ class Calc(BaseService):
 
     def fail(self, key: str) -> None:
         raise KeyError(key)
+
+    def refuse(self, why: str) -> None:
+        raise Refused(why)
 
     def slow(self) -> str:
         time.sleep(SLOW)
@@ -47,6 +54,11 @@ def call(fn: MapFunction, case: str) -> Any:
         return [future.result(timeout=30) for future in futures]
     if case == "error":
         return fn.call_service("calc", "missing", method="fail")
+    if case == "own error":
+        try:
+            return fn.call_service("calc", "no stock", method="refuse")
+        except Refused as exc:  # the caller's own class: the one the service raised, rebuilt here
+            return f"caught {exc.args[0]}"
     if case == "timeout":
         return fn.call_service("calc", method="slow", timeout=TIMEOUT)
     if case == "pipeline":  # several requests in flight from each of two callers
@@ -66,12 +78,12 @@ class Caller(MapFunction):
             return case, None, exc, time.monotonic() - started, self.name
 
 
-ALL_CASES = ["sync", "method", "async", "error", "timeout", "pipeline", "pipeline"]
+ALL_CASES = ["sync", "method", "async", "error", "own error", "timeout", "pipeline", "pipeline"]
 
 
 # rpc carries every case, the service pipeline and two callers; Ray queues a small job (every
 # queue there is an actor process, and each call four actor calls).
-@pytest.mark.parametrize(("transport", "cases"), [("rpc", ALL_CASES), ("ray", ["sync", "async", "error"])])
+@pytest.mark.parametrize(("transport", "cases"), [("rpc", ALL_CASES), ("ray", ["sync", "async", "error", "own error"])])
 def test_service_calls_from_task_actors(transport, cases):
     env = RayEnvironment(f"services-{transport}", config={"transport": transport})
     env.register_service("calc", Calc, 100, max_concurrency=2)
@@ -97,6 +109,8 @@ def test_service_calls_from_task_actors(transport, cases):
             # (code shipped by value has none).
             notes = "".join(error.__notes__)
             assert ", in fail\n" in notes and "KeyError: 'missing'" in notes
+        elif case == "own error":
+            assert (result, error) == ("caught no stock", None)
         elif case == "timeout":
             assert type(error) is TimeoutError and "slow" in str(error)
             assert seconds < SLOW

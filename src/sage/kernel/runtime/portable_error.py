@@ -7,6 +7,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
+
 from ..errors import describe_error
 
 
@@ -26,10 +28,7 @@ class PortableError:
     @classmethod
     def capture(cls, exc: BaseException) -> PortableError:
         """Pack `exc`; keeps the object only if a pickle round trip rebuilds the same type."""
-        try:
-            error = exc if type(pickle.loads(pickle.dumps(exc))) is type(exc) else None
-        except Exception:
-            error = None
+        error = exc if _round_trips(exc) else None
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = describe_error(exc).split(": ", 1)[1]
         return cls(error, f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
@@ -37,7 +36,7 @@ class PortableError:
     def copy(self) -> PortableError:
         """The same error with an exception object of its own (a pickle round trip): for one failure that
         several callers receive, each of whom adds notes to what it raises."""
-        error = pickle.loads(pickle.dumps(self.error)) if self.error is not None else None
+        error = cloudpickle.loads(cloudpickle.dumps(self.error)) if self.error is not None else None
         return PortableError(error, self.type_name, self.message, self.traceback)
 
     def rebuild(self, where: str, fallback: Callable[[str, str, str], BaseException]) -> BaseException:
@@ -51,3 +50,17 @@ class PortableError:
     def __reduce__(self) -> tuple[Any, ...]:
         error = self.error.with_traceback(None) if self.error is not None else None
         return (PortableError, (error, self.type_name, self.message, self.traceback))
+
+
+def _round_trips(exc: BaseException) -> bool:
+    """True when `exc` pickles back to an object of its own type. An exception class defined in a
+    script or a test travels by value (cloudpickle), as the functions that raise and catch it do;
+    cloudpickle rebuilds it as the same class in every process that received it, so the caller's
+    `except` clause still matches."""
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        try:
+            if type(loads(dumps(exc))) is type(exc):
+                return True
+        except Exception:
+            continue
+    return False

@@ -4,7 +4,9 @@ Imports Ray at load time; `ray_queue_descriptor` imports it only once a descript
 touches Ray, so `import sage.kernel` stays free of Ray.
 
 Batches cross the wire pickled once, as one bytes object: the client pickles a batch
-with the C pickler (cloudpickle where pickling by value is needed, as Ray itself would),
+with the C pickler (cloudpickle where pickling by value is needed, as Ray itself would;
+the `cloudpickle` package that ships functions to the actors, not Ray's copy of it, so a
+class shipped by value is one class in each process: an `except` clause still matches),
 the actor stores ranges of those bytes without unpickling them, and the consuming client
 unpickles. Handing Ray a list of objects instead costs several times more per item
 (Ray's serializer visits each one) and makes the actor unpickle and re-pickle it.
@@ -18,8 +20,8 @@ import pickle
 import queue
 from typing import Any
 
+import cloudpickle
 import ray
-from ray import cloudpickle
 
 from .base_queue_descriptor import BatchFull, WeightedItem, effective_timeout, item_weight
 
@@ -144,12 +146,12 @@ def _dumps(items: list[Any]) -> bytes:
     try:
         blob = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
     except Exception:  # lambdas, local and dynamic classes: only cloudpickle takes them
-        blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+        blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
     else:
         if b"__main__" in blob:
             # The C pickler names __main__ objects by reference; a Ray worker's __main__ is
             # not the driver's script. cloudpickle ships them by value, as Ray would.
-            blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-untyped-call]
+            blob = cloudpickle.dumps(items, pickle.HIGHEST_PROTOCOL)
     return blob
 
 
