@@ -115,3 +115,53 @@ def test_resource_options_ray_rejects_fail_at_submit_naming_the_operator():
         env.submit()
     assert job_manager().running_jobs() == jobs
     assert alive_actor_ids() == alive
+
+
+@pytest.mark.parametrize("transport", ["ray", "rpc"])
+@pytest.mark.parametrize(("resources", "missing"), [
+    ({"resources": {"node_z": 1}}, "node_z=1"),
+    ({"num_gpus": 2}, "GPU=2"),
+    ({"num_cpus": 1000}, "CPU=1000"),
+])
+def test_an_operator_no_node_can_place_fails_at_submit_naming_it_and_the_resource(transport, resources, missing):
+    env = RayEnvironment("unplaceable", config={"transport": transport})
+    env.from_batch([1, 2]).map(lambda x: x, resources=resources).sink(lambda x: None)
+    jobs, alive = job_manager().running_jobs(), alive_actor_ids()
+    with pytest.raises(PipelineError, match=rf"operator 'map' \(instance map_0\) cannot be placed: it asks for "
+                                            rf"{missing}, which no node of the Ray cluster has \(nodes: "):
+        env.submit()
+    assert job_manager().running_jobs() == jobs
+    assert alive_actor_ids() == alive
+
+
+def test_a_service_whose_resources_exist_on_no_single_node_is_named():
+    env = RayEnvironment("unplaceable-service")
+    env.register_service("big", LockedService.__base__, resources={"num_cpus": 1, "num_gpus": 1})
+    env.from_batch([1]).sink(lambda x: None)
+    with pytest.raises(PipelineError, match=r"service 'big' cannot be placed: it asks for GPU=1, which no node"):
+        env.submit()
+
+
+@ray.remote(num_cpus=0)
+class Holder:
+    """Holds resources for as long as it lives."""
+
+
+def test_an_operator_whose_resources_stay_taken_fails_the_submit_when_start_up_times_out(monkeypatch, ray_cluster):
+    from sage.kernel.runtime.backend import ray_backend
+
+    monkeypatch.setattr(ray_backend, "ACTOR_START_TIMEOUT", 1.0)
+    cpus = ray.cluster_resources()["CPU"]
+    holder = Holder.options(num_cpus=cpus).remote()  # every CPU of the cluster, placeable but taken
+    try:
+        ray.get(holder.__ray_ready__.remote(), timeout=60)
+        env = RayEnvironment("starved", config={"transport": "ray"})
+        env.from_batch([1]).map(lambda x: x, resources={"num_cpus": 1}).sink(lambda x: None)
+        jobs, alive = job_manager().running_jobs(), alive_actor_ids()
+        with pytest.raises(PipelineError, match=r"operator 'map' \(instance map_0\) was not placed within 1 s: "
+                                                r"it needs \{'CPU': 1\}; free in the cluster now: "):
+            env.submit()
+        assert job_manager().running_jobs() == jobs
+        assert alive_actor_ids() <= alive
+    finally:
+        ray.kill(holder)

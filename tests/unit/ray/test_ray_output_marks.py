@@ -95,3 +95,9 @@ def test_without_a_handler_in_the_driver_none_is_added(clean_logging):
     assert settings[:3] == (logging.WARNING, None, None)
     apply_log_settings(settings)
     assert root.handlers == []
+
+
+def test_rays_own_messages_go_to_stderr():
+    data = {"lines": ["WARNING: 10 PYTHON worker processes have been started"], "is_err": False, "pid": "raylet"}
+    OutputMarks()._strip(data)
+    assert data["is_err"] is True and data["lines"] == ["WARNING: 10 PYTHON worker processes have been started"]

@@ -52,7 +52,7 @@ CONTROL_TIMEOUT = 5.0
 """Seconds the driver waits for an actor's metrics or routing answer."""
 
 ACTOR_START_TIMEOUT = 120.0
-"""Seconds `prepare()` waits for the actors to start hosting their rpc queues (resources may be scarce)."""
+"""Seconds `prepare()` waits for every actor of a job to be placed and started (resources may be busy)."""
 
 OUTPUT_TIMEOUT = 10.0
 """Seconds a job's end waits for the last output of its actors to be printed in the driver."""
@@ -278,6 +278,54 @@ def _create_ray_queues(graph: ExecutionGraph) -> None:
         descriptor.trim()
 
 
+def _resource_demand(options: dict[str, Any]) -> dict[str, float]:
+    """What an actor with Ray options `options` needs of a node, in the names nodes report resources by."""
+    options = {**DEFAULT_ACTOR_OPTIONS, **options}
+    demand = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0,
+              "memory": options.get("memory") or 0, **(options.get("resources") or {})}
+    return {name: amount for name, amount in demand.items() if amount}
+
+
+def _plain(resources: dict[str, float]) -> dict[str, float]:
+    """Resources without Ray's per-node entries ("node:<ip>"), for messages."""
+    return {name: amount for name, amount in sorted(resources.items()) if not name.startswith("node:")}
+
+
+def _not_started(started: dict[str, Any], instances: dict[str, dict[str, Any]], described: dict[str, str]) -> str:
+    """Why start-up timed out: the first instance that waits for resources the cluster has not free,
+    else every instance whose actor has not started yet."""
+    free = ray.available_resources()  # type: ignore[no-untyped-call]
+    waiting = [name for name, ref in started.items() if not ray.wait([ref], timeout=0)[0]]
+    for name in waiting:
+        demand = _resource_demand(instances.get(name, {}))
+        if any(free.get(key, 0) < amount for key, amount in demand.items()):
+            return (f"{described.get(name, name)} was not placed within {ACTOR_START_TIMEOUT:g} s: it needs {demand}; "
+                    f"free in the cluster now: {_plain(free)}")
+    return (f"the actors of {', '.join(described.get(name, name) for name in waiting)} did not start within "
+            f"{ACTOR_START_TIMEOUT:g} s")
+
+
+def _check_placeable(instances: dict[str, dict[str, Any]], described: dict[str, str]) -> None:
+    """`PipelineError` naming the first instance whose resources no alive node of the cluster has.
+
+    Ray would wait forever for a node that never comes (an infeasible
+    actor); this fails at once, naming each resource no node has enough of,
+    or saying that no single node has all of them. It checks the nodes
+    alive now: a cluster that adds nodes on demand is not known to it.
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]  # type: ignore[no-untyped-call]
+    for name, options in instances.items():
+        demand = _resource_demand(options)
+        if any(all(node.get(key, 0) >= amount for key, amount in demand.items()) for node in nodes):
+            continue
+        missing = {key: amount for key, amount in demand.items()
+                   if not any(node.get(key, 0) >= amount for node in nodes)}
+        need = ", ".join(f"{key}={amount:g}" for key, amount in (missing or demand).items())
+        which = "no node of the Ray cluster has" if missing else "no single node of the Ray cluster has all of"
+        raise PipelineError(f"{described[name]} cannot be placed: it asks for {need}, which {which} "
+                            f"(nodes: {'; '.join(str(_plain(node)) for node in nodes)})")
+
+
 class RayBackend:
     """Runs each instance as a Ray actor; queues default to `RayQueueDescriptor` in a per-job namespace."""
 
@@ -332,41 +380,55 @@ class RayBackend:
         return actor
 
     def prepare(self, graph: ExecutionGraph) -> None:
-        """Check that every function and service can travel; with rpc, place the queues.
+        """Check that every instance can travel and be placed, then start its actor; with rpc, place the queues.
 
-        Raises `PipelineError` naming the first operator or service that
-        cloudpickle refuses, or whose resource options Ray rejects, before any
-        actor exists. (Each is pickled again, with its context, when it starts:
-        the rpc step below rebinds queues.)
+        Raises `PipelineError`, before any actor exists, naming the first
+        operator or service that cloudpickle refuses, whose resource options
+        Ray rejects, or that asks for resources no node of the cluster has
+        (see `_check_placeable`). (Each is pickled again, with its context,
+        when it starts: the rpc step below rebinds queues.)
 
-        With Ray queues: create the queue actors the job will use now, so they
-        start side by side with the task actors instead of one after another
-        on first use (each is a process that takes about a second to start).
+        Then creates every actor and blocks until all of them have started,
+        up to `ACTOR_START_TIMEOUT` seconds in all: placing them all before
+        any runs means a job never runs half-placed, waiting for an actor
+        that cannot be placed (resources held by other work), and its
+        instances start together. An actor not started in time, or that dies
+        starting, fails the submit with a `PipelineError` naming it and what
+        it asked for, and nothing is left behind.
 
-        With the rpc transport: create every actor and let each host the
-        queues it reads: it starts an RPC queue server on its node's address,
-        and the graph's placeholder descriptors are replaced by descriptors of
-        those servers, all sharing one random per-job key.
+        With Ray queues: the queue actors the job will use are created first,
+        so they start side by side with the task actors.
+
+        With the rpc transport: each actor starts by hosting the queues it
+        reads: an RPC queue server on its node's address, and the graph's
+        placeholder descriptors are replaced by descriptors of those servers,
+        all sharing one random per-job key.
         """
+        instances: dict[str, dict[str, Any]] = {}
+        described: dict[str, str] = {}
         for node in graph.nodes.values():
             reason = getattr(node.spec.function_class, "local_only_reason", None)
             if reason:
                 raise PipelineError(f"operator {node.basename!r} cannot run on Ray: {reason}")
             _serialize(f"operator {node.name!r}", node.spec, [node.spec.function_class])
             self._actor_class(node.name, node.options)
+            instances[node.name] = node.options
+            described[node.name] = f"operator {node.basename!r} (instance {node.name})"
         for name, service in graph.services.items():
             if not service.pipeline:
                 _serialize(f"service {name!r}", (service.service_class, service.args, service.kwargs),
                            [service.service_class])
                 self._actor_class(f"service:{name}", service.options)
+                instances[f"service:{name}"] = service.options
+                described[f"service:{name}"] = f"service {name!r}"
+        _check_placeable(instances, described)
         if self.transport == "ray":
             _create_ray_queues(graph)
-        if self.transport != "rpc":
+            started = {name: self._actor(name, options).__ray_ready__.remote() for name, options in instances.items()}
+            self._await_started(started, instances, described)
             return
         authkey = secrets.token_bytes(32)
-        options = {name: node.options for name, node in graph.nodes.items()}
-        options.update({f"service:{name}": node.options for name, node in graph.services.items()})
-        by_owner: dict[str, list[tuple[str, int]]] = {}
+        by_owner: dict[str, list[tuple[str, int]]] = {name: [] for name in instances}
         maxsizes = {qd.queue_id: qd.maxsize for qd in graph.queues()}
         for queue_id, owner in graph.queue_owners.items():
             by_owner.setdefault(owner, []).append((queue_id, maxsizes[queue_id]))
@@ -377,19 +439,31 @@ class RayBackend:
             self._driver_server = RPCQueueServer(node_ip_address(), 0, authkey=authkey.hex()).start()
             for queue_id, maxsize in driver_queues:
                 replacements[queue_id] = self._driver_server.create_queue(queue_id, maxsize)
-        addresses = {owner: self._actor(owner, options.get(owner, {})).host_queues.remote(queues, authkey)
+        addresses = {owner: self._actor(owner, instances.get(owner, {})).host_queues.remote(queues, authkey)
                      for owner, queues in by_owner.items()}
-        deadline = time.monotonic() + ACTOR_START_TIMEOUT
-        for owner, ref in addresses.items():
-            try:
-                host, port = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
-            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
-                self.shutdown()
-                raise PipelineError(f"the actor of {owner} did not start within {ACTOR_START_TIMEOUT:.0f} s "
-                                    f"(are its resources available in the cluster?): {exc!r}") from exc
+        for owner, (host, port) in self._await_started(addresses, instances, described).items():
             for queue_id, maxsize in by_owner[owner]:
                 replacements[queue_id] = RPCQueueDescriptor(host, port, queue_id, maxsize, authkey=authkey.hex())
         graph.replace_queues(replacements)
+
+    def _await_started(self, started: dict[str, Any], instances: dict[str, dict[str, Any]],
+                       described: dict[str, str]) -> dict[str, Any]:
+        """The results of each actor's first call (`started`, by instance), awaited together up to
+        `ACTOR_START_TIMEOUT` seconds; on a timeout or a death, shut the job down and raise `PipelineError`."""
+        deadline = time.monotonic() + ACTOR_START_TIMEOUT
+        results = {}
+        for name, ref in started.items():
+            what = described.get(name, name)
+            try:
+                results[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except ray.exceptions.GetTimeoutError as exc:
+                message = _not_started(started, instances, described)
+                self.shutdown()
+                raise PipelineError(message) from exc
+            except ray.exceptions.RayActorError as exc:
+                self.shutdown()
+                raise PipelineError(f"the actor of {what} died while starting: {exc}") from exc
+        return results
 
     def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
                on_exit: ExitCallback) -> RayHandle:

@@ -11,6 +11,9 @@ actor's name (`(print_0 pid=1234) ...`). Two things are added here:
   set logger level); `apply_log_settings()` repeats it in the actor, with a
   stderr handler, so `self.logger.info(...)` shows in the driver exactly
   when it would on the local backend.
+- **The job's output on stdout.** Ray's own messages (its raylet's warnings,
+  ...) are forwarded too; they go to the driver's stderr, so that stdout
+  holds what the job printed.
 - **Nothing lost at the end.** Forwarding is asynchronous: a job can end,
   and its driver exit, before the last lines arrive. When its instance
   ends, an actor writes an end mark to its stdout and its stderr
@@ -35,6 +38,9 @@ from typing import Any
 
 OUTPUT_MARK = ":sage_kernel_output_end:"
 """Starts the line an actor writes after its last output; `OUTPUT_MARK + token`."""
+
+RAY_PROCESSES = ("raylet", "gcs_server", "autoscaler", "runtime_env")
+"""Where forwarded lines come from that are Ray's own messages, not the job's output (the `pid` field)."""
 
 LogSettings = tuple[int, int | None, str | None, dict[str, int]]
 """(root level, root handler level or None without a handler, its format, explicit logger levels)."""
@@ -124,6 +130,9 @@ class OutputMarks:
         return True
 
     def _strip(self, data: dict[str, Any]) -> None:
+        if data.get("pid") in RAY_PROCESSES:
+            data["is_err"] = True
+            return
         lines = data.get("lines")
         if not lines or not any(OUTPUT_MARK in line for line in lines):
             return
