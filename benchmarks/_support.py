@@ -73,7 +73,16 @@ def machine() -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "os": platform.platform(),
         "python": platform.python_version(), "sage_kernel": package_version("sage-kernel"), "commit": commit,
         "bytewax": package_version("bytewax"), "ray": package_version("ray"), "pyzmq": package_version("pyzmq"),
+        "load_average": load_average(),
     }
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages (runnable processes; 2 means two busy cores here)."""
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def describe(info: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from importlib.util import find_spec
 from typing import Any
 
 import peer_pipelines as pp
-from _support import describe, human, machine, print_result, pyplot, run_isolated
+from _support import describe, human, load_average, machine, print_result, pyplot, run_isolated
 
 SYSTEMS = tuple(pp.SYSTEMS)
 BYTEWAX_ROWS = ("bytewax", "bytewax b100")
@@ -188,11 +188,13 @@ def main() -> None:
     sizes = {"map": args.n, "keyed": args.n_keyed, "wordcount": args.n_lines}
 
     info = machine()
+    print(f"load average (1, 5, 15 min) at the start: {info['load_average']}")
     print(f"machine: {describe(info)}")
     print(f"{args.rounds} interleaved rounds of {', '.join(systems)}; every run in its own process", flush=True)
     rates = measure(args, systems, sizes)
     for line in report(rates, sizes, args.rounds):
         print(line)
+    print(f"\nload average (1, 5, 15 min) at the end: {load_average()}")
     if args.chart:
         chart(rates, args.chart, f"median of {args.rounds} interleaved rounds, each run its own process\n"
                                  f"{describe(info)}")
