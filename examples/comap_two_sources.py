@@ -1,14 +1,19 @@
 """CoMap: two sources with different record shapes become one stream of the same shape.
 
-    python examples/comap_two_sources.py         # or: sage-kernel run examples/comap_two_sources.py
+    python examples/comap_two_sources.py [--backend local|ray]   # or: sage-kernel run examples/comap_two_sources.py
 
 Station "north" reports `(minute, celsius)` tuples (a list); station "south"
 reports `{"t": minute, "f": fahrenheit}` dicts from a source function that
 ends its stream by returning a `StopSignal`. `map0` handles input 0 (north),
 `map1` input 1 (south); the job finishes when both sources have ended.
+`collect()` brings the readings back to this process on either backend
+(`--backend`, or SAGE_KERNEL_BACKEND; local threads by default).
 """
 
-from sage.kernel import LocalEnvironment, StopSignal
+import argparse
+import os
+
+from sage.kernel import LocalEnvironment, RayEnvironment, StopSignal
 from sage.kernel.api.function import CoMapFunction, SourceFunction
 
 
@@ -35,13 +40,17 @@ class ToCelsius(CoMapFunction):
 
 
 def main() -> None:
-    readings = []
-    env = LocalEnvironment("two-stations")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["local", "ray"], default=os.environ.get("SAGE_KERNEL_BACKEND", "local"))
+    args = parser.parse_args()
+
+    env = (RayEnvironment if args.backend == "ray" else LocalEnvironment)("two-stations")
     north = env.from_batch([(minute, 20.0 - minute / 10) for minute in range(1, 101)])
     south = env.from_source(SouthStation)
-    north.connect(south).comap(ToCelsius).sink(readings.append)
+    results = north.connect(south).comap(ToCelsius).collect()
     env.submit(autostop=True)
 
+    readings = list(results)
     for station in ("north", "south"):
         values = [r["celsius"] for r in readings if r["station"] == station]
         print(f"{station}: {len(values)} readings, mean {sum(values) / len(values):.2f} C")

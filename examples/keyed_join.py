@@ -1,13 +1,18 @@
 """Keyed join: match orders with the users who placed them.
 
-    python examples/keyed_join.py                # or: sage-kernel run examples/keyed_join.py
+    python examples/keyed_join.py [--backend local|ray]   # or: sage-kernel run examples/keyed_join.py
 
 Both inputs are keyed by user id, so every record of one user reaches the
 same join instance, whichever input it comes from and in whatever order.
 The join buffers both sides per key and emits each (user, order) pair once.
+The pairs come back to this process with `collect()`, on local threads or on
+Ray actors (`--backend`, or SAGE_KERNEL_BACKEND; local by default).
 """
 
-from sage.kernel import LocalEnvironment
+import argparse
+import os
+
+from sage.kernel import LocalEnvironment, RayEnvironment
 from sage.kernel.api.function import JoinFunction
 
 USERS = [{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}, {"id": 3, "name": "edsger"}]
@@ -37,11 +42,14 @@ class UserOrders(JoinFunction):
 
 
 def main() -> None:
-    matches = []
-    env = LocalEnvironment("keyed-join")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["local", "ray"], default=os.environ.get("SAGE_KERNEL_BACKEND", "local"))
+    args = parser.parse_args()
+
+    env = (RayEnvironment if args.backend == "ray" else LocalEnvironment)("keyed-join")
     users = env.from_batch(USERS).keyby(lambda user: user["id"])
     orders = env.from_batch(ORDERS).keyby(lambda order: order["user"])
-    users.connect(orders).join(UserOrders, parallelism=2).sink(matches.append)
+    matches = users.connect(orders).join(UserOrders, parallelism=2).collect()
     env.submit(autostop=True)
 
     for name, item in sorted(matches):

@@ -24,4 +24,5 @@ def test_the_rag_example_answers_every_question_from_the_closest_note(tmp_path: 
         "Q: How often does the ferry cross the harbor?",
         "A: From my notes: The ferry crosses the harbor twice a day when the wind allows.",
     ]
-    assert lines[8].startswith("embedder: 8 texts in ") and "retrieval: 4 calls" in lines[8]
+    assert lines[8] == "embedder: 8 texts; retrieval: 4 calls"
+    assert done.stderr.startswith("measured: ") and " model calls for 8 texts; retrieval p50 " in done.stderr
