@@ -17,18 +17,22 @@ class RayEnvironment(BaseEnvironment):
     """Runs the pipeline on Ray: each task instance and each service is an actor.
 
     `address=None` joins the Ray of this process if `ray.is_initialized()`,
-    else starts a local Ray bound to 127.0.0.1; "auto" or "ray://host:port"
-    connect to a cluster. Ray is joined or started at `submit()`.
-    The default transport is Ray queues ("ray"), with larger batches by
-    default (`RAY_QUEUE_DEFAULTS`); `config={"transport": "rpc"}` uses ZeroMQ
-    queues hosted by the consuming actors instead.
+    else the cluster at `RAY_ADDRESS` if that is set, else starts a local Ray
+    bound to 127.0.0.1; "auto", "host:port" or "ray://host:port" connect to a
+    cluster. Ray is joined or started at `submit()`, which blocks until every
+    actor of the job has started. What the actors print and log appears in
+    this process's terminal.
+
+    The default transport is "rpc": ZeroMQ queues hosted by the consuming
+    actors. `config={"transport": "ray"}` links them with Ray queue actors
+    instead, with larger batches by default (`RAY_QUEUE_DEFAULTS`).
     """
 
     backend = "ray"
 
     def __init__(self, name: str, address: str | None = None, config: dict[str, Any] | None = None) -> None:
         config = dict(config or {})
-        if config.get("transport") in (None, "ray"):
+        if config.get("transport") == "ray":
             config = {**RAY_QUEUE_DEFAULTS, **config}
         super().__init__(name, config)
         self.address = address
