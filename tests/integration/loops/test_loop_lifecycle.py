@@ -39,8 +39,8 @@ class Counting(SourceFunction):
         return self.n, 0, self.n
 
 
-def collatz_on(env: Any, source: Any, step: Any = CollatzStep, *args: Any) -> Any:
-    loop = env.from_future("again")
+def collatz_on(env: Any, source: Any, step: Any = CollatzStep, *args: Any, loop: Any = None) -> Any:
+    loop = loop if loop is not None else env.from_future("again")
     stepped = source.connect(loop).map(step, *args, parallelism=2)
     stepped.filter(lambda r: r[0] != 1).fill_future(loop)
     return stepped.filter(lambda r: r[0] == 1).collect()
@@ -60,6 +60,17 @@ def test_stop_ends_the_sources_and_lets_records_in_the_loop_finish_their_trips()
     starts = sorted(start for _, _, start in seen)
     assert starts == list(range(1, len(starts) + 1))  # every number the source emitted came out, once
     assert all(steps == collatz_steps(start) for _, steps, start in seen)
+
+
+def test_an_operator_outside_the_loop_may_read_the_future() -> None:
+    env = LocalEnvironment("loop-monitor")
+    loop = env.from_future("again")
+    results = collatz_on(env, env.from_batch([(n, 0, n) for n in range(1, 201)]), CollatzStep, loop=loop)
+    watched = loop.map(lambda record: record[2]).collect()  # every record that went round, seen from outside
+    job = env.submit(autostop=True)
+    assert sorted(start for _, _, start in results) == list(range(1, 201))
+    assert len(list(watched)) == job.metrics()["filter_0"]["fed_back"] == sum(
+        collatz_steps(n) for n in range(2, 201)) - 199
 
 
 class Forever(MapFunction):
@@ -147,6 +158,31 @@ def test_a_restart_restores_the_records_on_the_feedback_edges_exactly_once(tmp_p
     records = list(results)
     assert sorted(start for _, _, start in records) == list(range(1, count + 1))  # none lost, none twice
     assert all(steps == collatz_steps(start) for _, steps, start in records)
+
+
+def test_checkpoints_go_on_while_a_loop_runs_after_its_sources_ended(tmp_path: pathlib.Path) -> None:
+    release = threading.Event()
+    env = LocalEnvironment("loop-drain", config={"checkpoint_interval": 0.02, "checkpoint_dir": str(tmp_path)})
+    loop = env.from_future("again")
+    # Round and round until released; the map decides once per trip, so a record never both leaves and stays.
+    step = env.from_batch([(k, False) for k in range(10)]).connect(loop).map(
+        lambda record: (record[0], release.is_set()), parallelism=2)
+    step.filter(lambda record: not record[1]).fill_future(loop)
+    out = step.filter(lambda record: record[1]).collect()
+    job = env.submit()
+
+    def checkpoints() -> int:
+        return int(job.metrics()["job"]["checkpoints"]["completed"])
+
+    wait_until(lambda: job.metrics()["from_batch_0"]["status"] == "finished", timeout=JOB_TIMEOUT,
+               message="the source never finished")
+    after_source = checkpoints()
+    # The loop's entry injects the barriers now that the source has ended.
+    wait_until(lambda: checkpoints() >= after_source + 3, timeout=JOB_TIMEOUT,
+               message="no checkpoint completed after the source ended")
+    release.set()
+    job.wait(JOB_TIMEOUT)
+    assert job.status == "finished" and sorted(k for k, _ in out) == list(range(10))
 
 
 def test_the_views_show_the_feedback_edge_and_count_records_fed_back() -> None:

@@ -61,6 +61,19 @@ def test_a_keyed_loop_stays_hash_routed_all_the_way_round() -> None:
     assert graph.nodes["flatmap_0"].group_strategies == {0: "hash", 1: "hash"}
 
 
+def test_a_future_read_outside_its_loop_is_an_ordinary_edge_out_of_it() -> None:
+    env = LocalEnvironment("monitor")
+    loop = env.from_future("again")
+    step = env.from_batch(range(1, 10)).connect(loop).map(lambda n: n // 2)
+    step.filter(lambda n: n > 1).fill_future(loop)
+    loop.map(lambda n: n).sink(print)  # watches what goes round, from outside the loop
+    graph = compile_env(env)
+    edges = {c.target_name: c.edge for group in graph.nodes["filter_0"].downstream_groups.values()
+             for c in group.values()}
+    assert edges == {"map_0": "feedback", "map2_0": "data"}
+    assert graph.nodes["map2_0"].loop is None and graph.nodes["map2_0"].upstream_names == ["filter_0"]
+
+
 def test_two_loops_are_found_apart() -> None:
     env = LocalEnvironment("two")
     first, second = env.from_future("first"), env.from_future("second")

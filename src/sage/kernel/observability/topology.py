@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..runtime.communication.router.connection import FEEDBACK
 from ..runtime.graph import ExecutionGraph
 from ..runtime.graph.execution_graph import routing_strategies
 from ..runtime.graph.loops import links
@@ -87,7 +88,7 @@ def topology(graph: ExecutionGraph, name: str | None = None,
     ]
     edges = [
         Edge(ids[id(link.upstream)], ids[id(link.target)], strategies[id(link.upstream)], link.input_index,
-             len(link.target.inputs), link.feedback)
+             len(link.target.inputs), graph.edge_kind(link) == FEEDBACK)
         for link in links(graph.transformations)
     ]
     services = []

@@ -14,7 +14,7 @@ from .checkpoint.messages import FinalPart, SnapshotPart
 from .collect import DriverReader
 from .config import JobConfig
 from .context import ServiceContext, TaskContext
-from .graph import ExecutionGraph
+from .graph import ExecutionGraph, TaskNode
 from .graph.transformation import DRIVER
 from .job import JobRun
 from .service.pipeline_service import fill_credits
@@ -167,8 +167,10 @@ class Dispatcher:
             participants: dict[str, Any] = {name: handle for name, handle in self.tasks.items()
                                             if not self.graph.nodes[name].detached}
             participants.update(self.readers)
-        sources = [name for name in participants if name in self.graph.nodes and self.graph.nodes[name].is_source]
-        self.coordinator.participants(participants, sources)
+        # Sources inject barriers; so does a loop's entry once its inputs from outside have ended.
+        injectors = [name for name in participants
+                     if name in self.graph.nodes and _injects(self.graph.nodes[name])]
+        self.coordinator.participants(participants, injectors)
 
     # ------------------------------------------------------------------ ends
     def _on_task_exit(self, name: str, status: str, error: BaseException | None) -> None:
@@ -311,3 +313,8 @@ class _AttemptParts:
 
     def on_final(self, part: FinalPart) -> None:
         self._coordinator.on_final(self._attempt, part)
+
+
+def _injects(node: TaskNode) -> bool:
+    """A source, or the entry of a loop (it reads a feedback edge)."""
+    return node.is_source or (node.loop is not None and bool(node.loop.feedback_upstreams))

@@ -121,7 +121,8 @@ class CheckpointCoordinator:
 
     def participants(self, participants: dict[str, Participant], sources: list[str]) -> None:
         """Every instance of the attempt is started: checkpoints involve `participants` (by name), and
-        `sources` name those that inject barriers. Starts the trigger timer once."""
+        `sources` name those asked to inject barriers (sources, and the entries of loops, which inject
+        once their sources have ended). Starts the trigger timer once."""
         with self._lock:
             self._participants = dict(participants)
             self._sources = {name: participants[name] for name in sources}

@@ -221,10 +221,10 @@ class ExecutionGraph:
                     t.basename, self._queue(f"{t.basename}.driver", queue_maxsize, DRIVER), t.collect_capacity)
         self.loops: list[list[Transformation]] = find_loops(transformations)
         """The feedback loops, each as its operators in pipeline order."""
-        loop_of = {id(t): index for index, loop in enumerate(self.loops) for t in loop}
+        self._loop_of = {id(t): index for index, loop in enumerate(self.loops) for t in loop}
         strategies = routing_strategies(transformations)
         for link in links(transformations):
-            self._connect(link, strategies, loop_of)
+            self._connect(link, strategies)
         for index, loop in enumerate(self.loops):
             self._assign_loop_roles(index, loop)
         self.control_qd = self._queue("control", 0, DRIVER) if checkpointing else None
@@ -257,13 +257,20 @@ class ExecutionGraph:
         self.nodes[name] = node
         return node
 
-    def _connect(self, link: Link, strategies: dict[int, str], loop_of: dict[int, int]) -> None:
+    def edge_kind(self, link: Link) -> str:
+        """`FEEDBACK` for an edge that closes a loop, `LOOP` for another edge inside one, else `DATA`
+        (a future read by an operator outside its loop is an ordinary edge out of the loop)."""
+        loop = self._loop_of.get(id(link.target))
+        if loop is None or self._loop_of.get(id(link.upstream)) != loop:
+            return DATA
+        return FEEDBACK if link.feedback else LOOP
+
+    def _connect(self, link: Link, strategies: dict[int, str]) -> None:
         upstream, t = link.upstream, link.target
         if t.kind == "collect":
             self._connect_driver(t, upstream, strategies)
             return
-        in_loop = id(t) in loop_of and loop_of.get(id(upstream)) == loop_of[id(t)]
-        edge = FEEDBACK if link.feedback else LOOP if in_loop else DATA
+        edge = self.edge_kind(link)
         targets = [(target, target.input_qd) for target in self.by_transformation[id(t)]]
         for source in self.by_transformation[id(upstream)]:
             group = len(source.downstream_groups)

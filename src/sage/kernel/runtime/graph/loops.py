@@ -25,8 +25,9 @@ from .transformation import FUTURE, Transformation
 
 @dataclasses.dataclass(frozen=True)
 class Link:
-    """Records of `upstream` reach input `input_index` of `target`; `feedback` when the edge closes a loop
-    (`upstream` then is the filler of the future `target` reads)."""
+    """Records of `upstream` reach input `input_index` of `target`; `feedback` when `target` reads a
+    future (`upstream` then is its filler). Such an edge closes a loop when `target` is in the loop;
+    an operator outside it that reads the future gets an ordinary edge out of the loop."""
 
     upstream: Transformation
     target: Transformation

@@ -1,12 +1,14 @@
 """One task's part in checkpoints: injecting or aligning barriers, snapshots, commit notifications.
 
 A source injects barrier n between two records when the coordinator asks
-(`trigger`). A stream task aligns: when barrier n arrives on a channel, that
-channel is held (its later items wait in memory, in order) until barrier n has
-arrived on every channel that has not ended; then the task snapshots its
-operator's state, sends the part to the coordinator, forwards barrier n on all
-its connections and goes on with the held items. At end of stream the task
-sends its final state. Commit notifications (`notify`) reach the function's
+(`trigger`); so does the entry of a loop whose inputs from outside have ended
+(the loop keeps running and checkpointing after its sources are done). A
+stream task aligns: when barrier n arrives on a channel, that channel is held
+(its later items wait in memory, in order) until barrier n has arrived on
+every channel that has not ended; then the task snapshots its operator's
+state, sends the part to the coordinator, forwards barrier n on all its
+connections and goes on with the held items. At end of stream the task sends
+its final state. Commit notifications (`notify`) reach the function's
 `on_checkpoint_complete` on the task's own thread, between two batches; a
 function that has that hook keeps its task alive after end of stream until the
 checkpoint holding its final state is complete (so a transactional sink
@@ -118,13 +120,27 @@ class TaskCheckpoints:
             if commit is not None:
                 commit(checkpoint_id)
 
-    def inject_requested(self, operator: Operator) -> None:
-        """A source between two records: snapshot and forward every barrier asked for since last time."""
-        while self._requests:
-            checkpoint_id = self._requests.popleft()
-            if checkpoint_id > self.aligner.last_checkpoint:
-                self.aligner.last_checkpoint = checkpoint_id
-                self._snapshot_and_forward(operator, checkpoint_id, 0.0)
+    def inject_requested(self, operator: Operator, open_channels: set[str] | None = None) -> None:
+        """Between two records or batches: snapshot and forward every barrier asked for since last time.
+
+        A source (`open_channels` None) always injects. A stream task is
+        asked only when it reads a feedback edge (it may be where a loop
+        starts once its sources have ended): it injects only when no input
+        channel it aligns is open (its barrier cannot come from upstream) and
+        no alignment is under way; else the request waits, and goes once a
+        barrier of that checkpoint has passed.
+        """
+        requests = self._requests
+        while requests:
+            checkpoint_id = requests[0]
+            if checkpoint_id <= self.aligner.last_checkpoint:
+                requests.popleft()
+                continue
+            if open_channels or (open_channels is not None and self.aligner.aligning is not None):
+                return
+            requests.popleft()
+            self.aligner.last_checkpoint = checkpoint_id
+            self._snapshot_and_forward(operator, checkpoint_id, 0.0)
 
     def on_barrier(self, operator: Operator, barrier: CheckpointBarrier, open_channels: set[str]) -> list[Any]:
         """Note `barrier` from its channel; once it came on every open channel, snapshot and forward it.

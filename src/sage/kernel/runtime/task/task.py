@@ -174,11 +174,12 @@ class Task:
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
 
-    def _checkpoint_point(self, operator: Operator) -> None:
-        """Between two records or batches: inject requested barriers (sources), deliver completions."""
+    def _checkpoint_point(self, operator: Operator, open_channels: set[str] | None = None) -> None:
+        """Between two records or batches: inject requested barriers (sources, and loop entries whose
+        `open_channels` are none), deliver completions."""
         checkpoints = self.checkpoints
         try:
-            checkpoints.inject_requested(operator)
+            checkpoints.inject_requested(operator, open_channels)
             checkpoints.deliver_completions(operator)
         except SendCancelled:
             raise
@@ -287,7 +288,7 @@ class Task:
             if cancel.is_set():
                 return False
             if checkpointing:
-                self._checkpoint_point(operator)
+                self._checkpoint_point(operator, self._open_channels())
             batch = None
             at_rest_work = loop is not None and received == expected and loop.has_work_at_rest
             if router.has_pending() or at_rest_work:
