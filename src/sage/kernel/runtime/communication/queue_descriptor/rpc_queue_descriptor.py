@@ -17,6 +17,22 @@ DEFAULT_MAXSIZE = 10_000
 DEFAULT_TIMEOUT = 10.0
 """Seconds within which a server that stopped answering is reported (`ConnectionError`)."""
 
+class _Forks:
+    """How many forks this process is from the one that imported this module.
+
+    Counted in each forked child, so a descriptor tells that it was inherited
+    through fork without a system call (`os.getpid()`) per put or get.
+    """
+
+    count = 0
+
+    @classmethod
+    def one_more(cls) -> None:
+        cls.count += 1
+
+
+os.register_at_fork(after_in_child=_Forks.one_more)
+
 
 class RPCQueueDescriptor(BaseQueueDescriptor):
     """The queue `queue_id` of the `RPCQueueServer` listening at `host:port`.
@@ -78,7 +94,7 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
         self.port = port
         self.timeout = float(timeout)
         self._authkey = authkey
-        self._instance_pid = 0
+        self._instance_forks = -1  # `_Forks.count` when the queue instance was made
 
     @property
     def queue_instance(self) -> Any:
@@ -87,14 +103,14 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
         A descriptor inherited through `fork` drops what its parent made: the
         parent's queue object and sockets are not the child's.
         """
-        if self._queue is not None and self._instance_pid != os.getpid():
+        if self._queue is not None and self._instance_forks != _Forks.count:
             self.clear_cache()
         return super().queue_instance
 
     def _create_queue_instance(self) -> Any:
         from ..rpc.local import find_server
 
-        self._instance_pid = os.getpid()
+        self._instance_forks = _Forks.count
         server = find_server(self.host, self.port)
         if server is not None:
             return server.attach_queue(self.queue_id, self.maxsize)
@@ -145,7 +161,7 @@ class RPCQueueDescriptor(BaseQueueDescriptor):
     def _client(self) -> Any:
         """The network client this process made, or None (local attach, not used yet, or inherited by fork)."""
         instance = self._queue
-        if instance is None or self._instance_pid != os.getpid():
+        if instance is None or self._instance_forks != _Forks.count:
             return None
         from ..rpc.client import RPCQueueClient
 

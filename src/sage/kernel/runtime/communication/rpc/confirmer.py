@@ -122,23 +122,33 @@ class Confirmer:
                 sock.send(message, _NOBLOCK)
 
 
-_confirmers: dict[int, Confirmer] = {}  # by process id: a forked child makes its own
-_lock = threading.Lock()
+class _ThisProcess:
+    """This process's confirmer, made on first use; a forked child makes its own (its parent's
+    thread does not run in it)."""
+
+    confirmer: Confirmer | None = None
+    lock = threading.Lock()
+
+    @classmethod
+    def forget_after_fork(cls) -> None:
+        cls.confirmer, cls.lock = None, threading.Lock()
 
 
 def confirmer() -> Confirmer:
     """This process's confirmer."""
-    with _lock:
-        found = _confirmers.get(os.getpid())
-        if found is None:
-            found = _confirmers[os.getpid()] = Confirmer()
-        return found
+    found = _ThisProcess.confirmer
+    if found is None:
+        with _ThisProcess.lock:
+            if _ThisProcess.confirmer is None:
+                _ThisProcess.confirmer = Confirmer()
+            found = _ThisProcess.confirmer
+    return found
 
 
 def _send_pending_at_exit() -> None:
-    found = _confirmers.get(os.getpid())
-    if found is not None:
-        found.send_all_now(timeout=2.0)
+    if _ThisProcess.confirmer is not None:
+        _ThisProcess.confirmer.send_all_now(timeout=2.0)
 
 
+os.register_at_fork(after_in_child=_ThisProcess.forget_after_fork)
 atexit.register(_send_pending_at_exit)
