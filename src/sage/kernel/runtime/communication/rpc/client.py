@@ -47,6 +47,7 @@ from .protocol import (
 __all__ = ["RPCQueueClient", "RPCQueueError"]
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 class _Channel:
@@ -223,8 +224,8 @@ class RPCQueueClient:
         channel.seq += 1
         channel.unconfirmed = 0  # this request confirms the previous reply
         message = encode_request(
-            self._signer, op, channel.client_id, channel.seq, self.queue_id, wait=wait, max_items=max_items,
-            lease=self.timeout, maxsize=self.maxsize,
+            self._signer, op, channel.client_id, channel.seq, self.queue_id, stream=self._producer.stream_id,
+            wait=wait, max_items=max_items, lease=self.timeout, maxsize=self.maxsize,
         )
         sock = channel.socket
         now = time.monotonic()
@@ -242,13 +243,22 @@ class RPCQueueClient:
             if now >= resend_at:
                 self._send(sock, message)
                 resend_at = now + self._resend_interval
-            if not sock.poll(math.ceil((min(deadline, resend_at) - now) * 1000)):
+            # A blocking receive with a timeout: one call, where `poll()` builds a poller each time.
+            sock.setsockopt(_RCVTIMEO, math.ceil((min(deadline, resend_at) - now) * 1000))
+            try:
+                frame = sock.recv()
+            except zmq.Again:
                 continue
             try:
-                reply = decode_reply(self._signer, [sock.recv()])
+                reply = decode_reply(self._signer, [frame])
             except ProtocolError:
                 continue  # not from a server holding our key: ignore it, never unpickle it
-            if reply.client_id != channel.client_id or reply.seq != channel.seq:
+            if reply.client_id != channel.client_id:
+                # The state of this process's producer stream, which the server sends ahead of
+                # the reply when it has one (of a stream that ended: ignored).
+                self._producer.on_state(reply)
+                continue
+            if reply.seq != channel.seq:
                 continue  # a late answer to an earlier, already answered copy
             return self._check(reply)
 

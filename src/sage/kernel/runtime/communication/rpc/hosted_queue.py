@@ -69,6 +69,7 @@ class Stream:
     recalled: bool = False
     recall_timer: Any = None
     error: str = ""
+    gets_too: bool = False  # a request from the producer's process named it: its process also gets
 
     @property
     def unused(self) -> int:

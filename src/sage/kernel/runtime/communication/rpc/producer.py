@@ -244,6 +244,11 @@ class ProducerStream:
                 self._report()
 
     @property
+    def stream_id(self) -> bytes:
+        """The id of the current stream (a new one after the stream ended)."""
+        return self._stream_id
+
+    @property
     def pending(self) -> int:
         """Items accepted and not yet confirmed by the server."""
         return self._position - self._acked
@@ -392,6 +397,9 @@ class ProducerStream:
         """
         sents: list[_Sent] = []
         problems: list[str] = []
+        if len(items) <= MAX_ITEMS_PER_MESSAGE:
+            self._pack_chunk(items, first, weight, sents, problems)
+            return sents, problems
         for start in range(0, len(items), MAX_ITEMS_PER_MESSAGE):
             chunk = items[start : start + MAX_ITEMS_PER_MESSAGE]
             weight = self._pack_chunk(chunk, first + start, weight, sents, problems)
@@ -494,9 +502,15 @@ class ProducerStream:
                 state = decode_reply(self._signer, [frame])
             except ProtocolError:
                 continue  # not from a server holding our key: ignore it
-            self._on_state(state)
+            self.on_state(state, by_sender=True)
 
-    def _on_state(self, state: Reply) -> None:
+    def on_state(self, state: Reply, by_sender: bool = False) -> None:
+        """Take in an authenticated stream state from the server; one of another stream is ignored.
+
+        The sender thread receives most states. A caller's thread passes on those that came on its
+        request socket, ahead of a reply; the sender thread is then woken only when the state
+        gives it work: newer items held back behind a caller's message, or a recall.
+        """
         now = time.monotonic()
         with self._cond:
             if state.client_id != self._stream_id:
@@ -530,6 +544,8 @@ class ProducerStream:
                     f"{self.endpoint} queue {self.queue_id!r}: {bytes(state.payload).decode(errors='replace')}"
                 )
                 self._unreported = True
+            if not by_sender and self._thread and (self._recalled or (self._outbox and self._acked >= self._hold)):
+                self._wake_locked()
             self._cond.notify_all()
 
     def _round(self) -> list[bytes]:

@@ -18,11 +18,15 @@ client id and its own message numbers (`seq`):
   stream message has a new `seq`, re-sends included.
 - a *request* channel (one per calling thread): GET and QSIZE are answered by
   one reply; a re-sent request repeats its `seq`. CONFIRM tells the server the
-  consumer has the items of GET `seq`.
+  consumer has the items of GET `seq`. A request names the producer stream of
+  its process to the same queue: that stream's new state, if the server has
+  one to send, goes ahead of the reply on the same socket (see `server.py`).
 
-Client message header (little-endian, `<4sB16sQQQQQIIIIIQH`, 91 bytes), then the queue id:
+Client message header (little-endian, `<4sB16s16sQQQQQIIIIIQH`, 107 bytes), then the queue id:
 
-    magic b"SQq2", op (u8), client id (16 bytes), seq (u64),
+    magic b"SQq3", op (u8), client id (16 bytes),
+    stream (16 bytes) requests: the id of this process's producer stream to the queue (zeros: none)
+    seq (u64),
     position (u64)  DATA: position of its first item; CREDIT: the first position not acknowledged
     weight (u64)    credit (see `credits`) the stream's items before `position` used
     wanted (u64)    records the stream wants credit for, counted from its start
@@ -35,7 +39,7 @@ Client message header (little-endian, `<4sB16sQQQQQIIIIIQH`, 91 bytes), then the
     maxsize (u64)   the queue's maxsize, used if this message creates it
     queue id length (u16)
 
-Server message header (`<4sBB16sQQQIIQ`, 62 bytes): magic b"SQr2", status (u8),
+Server message header (`<4sBB16sQQQIIQ`, 62 bytes): magic b"SQr3", status (u8),
 flags (u8: RECALL asks a stream for its unused credit), client id, seq (the
 request answered; for a stream, its latest message the server handled), count
 (items in a get reply; for a stream, the last position queued), limit (a
@@ -60,16 +64,18 @@ from typing import Any
 from ..queue_descriptor.base_queue_descriptor import WeightedItem
 from .auth import MAC_SIZE, Signer
 
-REQUEST_MAGIC = b"SQq2"
-REPLY_MAGIC = b"SQr2"
+REQUEST_MAGIC = b"SQq3"
+REPLY_MAGIC = b"SQr3"
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest header + payload a server accepts; clients split bigger batches."""
 
 MAX_U32 = 2**32 - 1
+NO_STREAM = bytes(16)
+"""The `stream` of a request from a process that has no producer stream to the queue."""
 MAX_QUEUE_ID_BYTES = 2**16 - 1
 
-_REQUEST = struct.Struct("<4sB16sQQQQQIIIIIQH")
+_REQUEST = struct.Struct("<4sB16s16sQQQQQIIIIIQH")
 _REPLY = struct.Struct("<4sBB16sQQQIIQ")
 
 
@@ -118,6 +124,7 @@ class Request:
 
     op: Op
     client_id: bytes
+    stream: bytes
     seq: int
     position: int
     weight: int
@@ -197,7 +204,10 @@ def request_header_size(queue_id: str) -> int:
 
 
 def _ms(seconds: float) -> int:
-    return min(MAX_U32, max(0, round(seconds * 1000)))
+    if not seconds:
+        return 0
+    ms = round(seconds * 1000)
+    return ms if 0 <= ms <= MAX_U32 else (0 if ms < 0 else MAX_U32)
 
 
 def encode_request(
@@ -207,6 +217,7 @@ def encode_request(
     seq: int,
     queue_id: str,
     *,
+    stream: bytes = NO_STREAM,
     position: int = 0,
     weight: int = 0,
     wanted: int = 0,
@@ -222,7 +233,7 @@ def encode_request(
     """One client message. `wait` and `lease` are in seconds."""
     qid = queue_id.encode("utf-8")
     header = _REQUEST.pack(
-        REQUEST_MAGIC, op, client_id, seq, position, weight, wanted, base, epoch, incarnation,
+        REQUEST_MAGIC, op, client_id, stream, seq, position, weight, wanted, base, epoch, incarnation,
         _ms(wait), max_items, _ms(lease), maxsize, len(qid),
     ) + qid
     return b"".join((header, payload, signer.sign(header, payload)))
@@ -266,7 +277,7 @@ def _authenticate(signer: Signer, frames: list[bytes], header_size: int, max_byt
 def decode_request(signer: Signer, frames: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Request:
     """Authenticate and parse a client message (`frames` without the routing id); `ProtocolError` if rejected."""
     body = _authenticate(signer, frames, _REQUEST.size, max_bytes)
-    (magic, op, client_id, seq, position, weight, wanted, base, epoch, incarnation,
+    (magic, op, client_id, stream, seq, position, weight, wanted, base, epoch, incarnation,
      wait_ms, max_items, lease_ms, maxsize, qid_len) = _REQUEST.unpack_from(body)
     op = _OPS.get(op)
     qid_end = _REQUEST.size + qid_len
@@ -277,7 +288,7 @@ def decode_request(signer: Signer, frames: list[bytes], max_bytes: int = MAX_MES
     except UnicodeDecodeError:
         raise ProtocolError("malformed", "queue id is not UTF-8") from None
     return Request(
-        op, client_id, seq, position, weight, wanted, base, epoch, incarnation, wait_ms / 1000, max_items,
+        op, client_id, stream, seq, position, weight, wanted, base, epoch, incarnation, wait_ms / 1000, max_items,
         lease_ms / 1000, maxsize, queue_id, body[qid_end:],
     )
 

@@ -47,6 +47,7 @@ from .local import register, unregister
 from .protocol import (
     FLAG_RECALL,
     MAX_MESSAGE_BYTES,
+    NO_STREAM,
     STREAM_OPS,
     Op,
     ProtocolError,
@@ -65,6 +66,9 @@ POLL_CAP = 1.0
 
 BURST = 64
 """Messages handled before the stream states they produced are sent."""
+
+HOLD_MS = 1
+"""How long the state of a stream whose process also gets from the queue may wait for a reply to go with."""
 
 RCVHWM = 64
 """Messages ZeroMQ buffers per peer before it stops reading that peer's socket."""
@@ -128,6 +132,7 @@ class _Client:
     identity: bytes
     seq: int = 0
     reply: bytes | None = None  # the answer to `seq`; None while it is parked
+    stream: bytes = NO_STREAM  # the producer stream of the client's process that `seq` named
     parked: ParkedGet | None = None
     unconfirmed: _Unconfirmed | None = None
     lease: float = DEFAULT_TIMEOUT
@@ -177,6 +182,7 @@ class RPCQueueServer:
         self._clients: OrderedDict[bytes, _Client] = OrderedDict()
         self._streams: OrderedDict[bytes, Stream] = OrderedDict()
         self._to_tell: dict[bytes, Stream] = {}  # streams whose new state is sent after this burst
+        self._held: dict[bytes, Stream] = {}  # of those, the ones that wait one more poll (see `_tell_streams`)
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_order = itertools.count()
         self._cancelled_timers = 0
@@ -360,6 +366,8 @@ class RPCQueueServer:
             pass
 
     def _poll_timeout_ms(self) -> int:
+        if self._held:
+            return HOLD_MS
         if not self._timers:
             return int(POLL_CAP * 1000)
         wait = self._timers[0][0] - time.monotonic()
@@ -385,22 +393,26 @@ class RPCQueueServer:
                 "RPC queue server failed to serve a %s message on queue %r", request.op.name, request.queue_id
             )
 
-    def _send(self, identity: bytes, message: bytes) -> bool:
-        """Send one message; False when the peer is gone (the caller takes back what it gave it).
+    def _send(self, identity: bytes, message: bytes, state: bytes | None = None) -> bool:
+        """Send one message, after a stream `state` in the same ZeroMQ message if given; False when
+        the peer is gone (the caller takes back what it gave it).
 
         A peer whose pipe is full (it does not read) loses the message, as a
         broken connection would: it asks again, and is answered again.
         """
+        sock = self._sock
         try:
-            self._sock.send(identity, _SNDMORE | _NOBLOCK)
-            self._sock.send(message, _NOBLOCK)
+            sock.send(identity, _SNDMORE | _NOBLOCK)
+            if state is not None:
+                sock.send(state, _SNDMORE | _NOBLOCK)  # accepted with its first frame: no error here
+            sock.send(message, _NOBLOCK)
         except zmq.Again:
             self._counters["overflows"] += 1
             return True
         except zmq.ZMQError:  # EHOSTUNREACH: no connected peer has this routing id (ROUTER_MANDATORY)
             self._counters["unreachable"] += 1
             return False
-        self._counters["replies"] += 1
+        self._counters["replies"] += 1 if state is None else 2
         return True
 
     # ------------------------------------------------------------------ timers
@@ -462,6 +474,13 @@ class RPCQueueServer:
         client.lease = request.lease or DEFAULT_TIMEOUT
         self._counters["requests"] += 1
         hosted = self.attach_queue(request.queue_id, request.maxsize)
+        # The producer stream of the client's process to this queue: its state may go with the reply.
+        stream = self._streams.get(request.stream) if request.stream != NO_STREAM else None
+        if stream is not None and stream.queue is hosted:
+            stream.gets_too = True
+            client.stream = request.stream
+        else:
+            client.stream = NO_STREAM
         if request.op is Op.QSIZE:
             self._reply(client, Status.OK, qsize=hosted.qsize())
             return
@@ -480,10 +499,23 @@ class RPCQueueServer:
             get.timer = self._schedule(request.wait, lambda: self._get_timed_out(get))
 
     def _reply(self, client: _Client, status: Status, *, count: int = 0, qsize: int = 0, payload: bytes = b"") -> bool:
+        """Send the answer to the client's latest request (and remember it for a re-send); False if it is gone.
+
+        When the request named a producer stream whose new state waits for the end of this
+        burst, the state goes first, in the same ZeroMQ message: the client has the stream's
+        acknowledgement and credit when its reply comes, and the producer's sender thread is not
+        woken for it (a process that puts and gets in turn then sends each put itself).
+        """
         client.reply = encode_reply(
             self._signer, status, client.client_id, client.seq, count=count, qsize=qsize, payload=payload
         )
-        return self._send(client.identity, client.reply)
+        stream = self._to_tell.pop(client.stream, None) if self._to_tell else None
+        if stream is None:
+            return self._send(client.identity, client.reply)
+        if self._send(client.identity, client.reply, self._state(stream)):
+            return True
+        self._to_tell[stream.stream_id] = stream  # for its sender thread, at the end of the burst
+        return False
 
     def _answer_get(self, get: ParkedGet, items: list[Any]) -> None:
         """Send a parked get the items it took; they stay unconfirmed until the consumer confirms them."""
@@ -676,22 +708,36 @@ class RPCQueueServer:
             self._serve_waiters(stream.queue)
 
     def _tell_streams(self) -> None:
-        """Send every stream touched since the last call its state: acknowledgement and credit in one message."""
+        """Send every stream touched in this burst its state, to its sender thread.
+
+        The state of a stream whose process also gets from the queue waits for one more poll
+        (at most `HOLD_MS`), once: a process that puts and then gets sends the two messages
+        back to back, and they often arrive in two bursts; the state then goes with the get's
+        reply (see `_reply`), where the caller that put is reading anyway, instead of waking the
+        producer's sender thread.
+        """
         streams, self._to_tell = self._to_tell, {}
+        held, self._held = self._held, {}
         for stream in streams.values():
-            status, payload = Status.OK, b""
-            if stream.error:
-                status, payload, stream.error = Status.ERROR, stream.error.encode(), ""
-            message = encode_reply(
-                self._signer, status, stream.stream_id, stream.seq,
-                flags=FLAG_RECALL if stream.recalled else 0, count=stream.next_position - 1,
-                limit=stream.limit, epoch=stream.epoch, incarnation=self._incarnation,
-                qsize=stream.queue.qsize(), payload=payload,
-            )
-            if not self._send(stream.identity, message):
+            if stream.gets_too and stream.stream_id not in held:
+                self._held[stream.stream_id] = self._to_tell[stream.stream_id] = stream
+                continue
+            if not self._send(stream.identity, self._state(stream)):
                 # The producer is gone: it wants nothing more, and its unused credit is free again.
                 stream.wanted = stream.limit
                 self._revoke(stream)
+
+    def _state(self, stream: Stream) -> bytes:
+        """A stream's state message: acknowledgement and credit in one (and an error, once)."""
+        status, payload = Status.OK, b""
+        if stream.error:
+            status, payload, stream.error = Status.ERROR, stream.error.encode(), ""
+        return encode_reply(
+            self._signer, status, stream.stream_id, stream.seq,
+            flags=FLAG_RECALL if stream.recalled else 0, count=stream.next_position - 1,
+            limit=stream.limit, epoch=stream.epoch, incarnation=self._incarnation,
+            qsize=stream.queue.qsize(), payload=payload,
+        )
 
     def _evict_streams(self) -> None:
         """Forget the least recently heard streams beyond `max_clients`, among those safe to forget.
