@@ -5,9 +5,10 @@
    - light: `x * 3 + 1` (what the runtime itself costs per record),
    - python: a pure-Python loop of about 20 us (CPU-bound, holds the GIL),
    - native: SHA-256 of a 64 KB buffer, about 40 us (CPU-bound in C, releases the GIL);
-   on `LocalEnvironment` (threads of one process), and with `--ray` the python work on
-   `RayEnvironment` too (every map instance an actor, a process of its own). Beside them the
-   fused loop (the same work in one loop on one core) is measured in the same round.
+   on `LocalEnvironment` (threads of one process), and with `--ray` the python and native work
+   on `RayEnvironment` too (every map instance an actor, a process of its own). Beside them the
+   fused loop (the same work in one loop on one core) is measured in the same process just before
+   each run, and the run's speed-up is its rate over that one.
 2. record size: from_batch(bytes records of 64 B .. 64 KB) -> map(identity) -> sink on
    `LocalEnvironment` and the hand-written thread pipeline batched by 100 (lists of bytes
    through two `queue.Queue`s), and with `--ray` on `RayEnvironment` with the rpc transport
@@ -55,7 +56,7 @@ from typing import Any
 # Ray reads this when imported: a local Ray binds to 127.0.0.1 only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from _support import describe, human, load_average, machine, print_result, pyplot, run_isolated
+from _support import describe, load_average, machine, print_result, pyplot, run_isolated
 
 PARTS = ("parallelism", "size", "memory")
 WORKS = ("light", "python", "native")
@@ -354,13 +355,14 @@ def worker(spec: dict) -> dict:
     part = spec["part"]
     if part == "parallelism":
         fn = WORK[spec["work"]]
+        records = list(range((RECORDS_RAY if spec["system"] == "ray" else RECORDS)[spec["work"]]))
+        # The one-core reference of this run, measured in this process just before it: a speed-up
+        # compares moments apart, not runs minutes apart on a machine whose load changes.
+        fused = run_fused(records[:len(records) // 4], fn)["rate"]
         if spec["system"] == "ray":
-            return run_ray("ray", list(range(RECORDS_RAY[spec["work"]])), fn, spec["p"])
-        records = list(range(RECORDS[spec["work"]]))
-        if spec["system"] == "fused":
-            return run_fused(records, fn)
+            return {**run_ray("ray", records, fn, spec["p"]), "fused": fused}
         run_sage("local", "python", records[:WARM_UP], fn, spec["p"])
-        return run_sage("local", "python", records, fn, spec["p"])
+        return {**run_sage("local", "python", records, fn, spec["p"]), "fused": fused}
     if part == "size":
         records = size_records(spec["size"], ray=spec["system"] == "sage ray rpc")
         if spec["system"] == "threads 100":
@@ -378,7 +380,6 @@ def plan(args: argparse.Namespace) -> list[dict]:
     specs: list[dict] = []
     if "parallelism" in args.parts:
         for work in WORKS:
-            specs.append({"part": "parallelism", "work": work, "system": "fused", "p": 1})
             specs += [{"part": "parallelism", "work": work, "system": "local", "p": p} for p in args.parallelism]
         if args.ray:
             specs += [{"part": "parallelism", "work": work, "system": "ray", "p": p}
@@ -407,19 +408,27 @@ def med(results: dict[str, list[dict]], field: str, **spec: Any) -> float | None
     return statistics.median(r[field] for r in runs) if runs else None
 
 
+def speedup(results: dict, **spec: Any) -> float | None:
+    """Median over rounds of rate / the fused loop measured in the same process just before."""
+    runs = results.get(key({"part": "parallelism", **spec}))
+    return statistics.median(r["rate"] / r["fused"] for r in runs) if runs else None
+
+
 def report_parallelism(results: dict, args: argparse.Namespace) -> list[str]:
-    lines = ["\nthroughput vs parallelism: from_batch -> map(work, parallelism=p) -> sink "
-             "(records/s, median; in brackets the ratio to the fused loop on one core)"]
-    systems = ["local", *(["ray"] if args.ray else [])]
+    lines = ["\nthroughput vs parallelism: from_batch -> map(work, parallelism=p) -> sink (records/s, median; in "
+             "brackets the speed-up: rate / the fused loop on one core, measured in the same process just before)"]
     for work in WORKS:
-        fused = med(results, "rate", part="parallelism", work=work, system="fused", p=1)
-        lines.append(f"  {work} work, {RECORDS[work]:,} records; fused loop {fused:,.0f}/s")
-        for system in systems:
+        fused = statistics.median(r["fused"] for spec, runs in results.items() for r in runs
+                                  if json.loads(spec).get("work") == work)
+        on_ray = f" ({RECORDS_RAY[work]:,} on Ray)" if args.ray and work in RECORDS_RAY else ""
+        lines.append(f"  {work} work, {RECORDS[work]:,} records{on_ray}; fused loop {fused:,.0f}/s")
+        for system in ("local", "ray"):
             cells = []
             for p in args.parallelism:
                 rate = med(results, "rate", part="parallelism", work=work, system=system, p=p)
                 if rate is not None:
-                    cells.append(f"p={p}: {rate:>10,.0f} ({rate / fused:.2f}x)")
+                    up = speedup(results, work=work, system=system, p=p)
+                    cells.append(f"p={p}: {rate:>10,.0f} ({up:.2f}x)")
             if cells:
                 lines.append(f"    {system:<6} " + "   ".join(cells))
     return lines
@@ -493,33 +502,32 @@ def charts(results: dict, args: argparse.Namespace, info: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     subtitle = describe(info)
     if "parallelism" in args.parts:
-        fig, axes = plt.subplots(1, len(WORKS), figsize=(13, 4.5))
+        fig, axes = plt.subplots(1, len(WORKS), figsize=(13, 4.5), sharey=True)
+        titles = {"light": "light: x * 3 + 1", "python": "python: ~20 us loop (holds the GIL)",
+                  "native": "native: SHA-256 of 64 KB (releases the GIL)"}
         for ax, work in zip(axes, WORKS, strict=True):
-            fused = med(results, "rate", part="parallelism", work=work, system="fused", p=1)
             for system, style in (("local", "o-"), ("ray", "s-")):
-                points = [(p, med(results, "rate", part="parallelism", work=work, system=system, p=p))
-                          for p in args.parallelism]
+                points = [(p, speedup(results, work=work, system=system, p=p)) for p in args.parallelism]
                 points = [(p, r) for p, r in points if r is not None]
                 if points:
                     label = "sage local (threads)" if system == "local" else "sage ray (actors)"
                     ax.plot([p for p, _ in points], [r for _, r in points], style, label=label)
                     for p, r in points:
-                        ax.annotate(human(r), (p, r), fontsize=7, xytext=(3, 4), textcoords="offset points")
-            ax.axhline(fused, color="gray", linestyle="--", label="fused loop, 1 core")
+                        ax.annotate(f"{r:.2f}", (p, r), fontsize=7, xytext=(3, 4), textcoords="offset points")
+            ax.axhline(1, color="gray", linestyle="--", label="fused loop, 1 core")
             if info.get("cores", 1) > 1:
-                ax.axhline(fused * info["cores"], color="gray", linestyle=":",
-                           label=f"fused loop x {info['cores']} cores")
+                ax.axhline(info["cores"], color="gray", linestyle=":", label=f"{info['cores']} cores' worth")
             ax.set_xscale("log", base=2)
             ax.set_xticks(args.parallelism)
             ax.set_xticklabels([str(p) for p in args.parallelism])
             ax.set_ylim(bottom=0)
-            ax.set_title({"light": "light: x * 3 + 1", "python": "python: ~20 us loop (holds the GIL)",
-                          "native": "native: SHA-256 of 64 KB (releases the GIL)"}[work], fontsize=9)
+            ax.set_title(titles[work], fontsize=9)
             ax.set_xlabel("map parallelism")
-            ax.set_ylabel("records/s (median)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"throughput vs parallelism\n{subtitle}", fontsize=9)
+        axes[0].set_ylabel("records/s / fused loop on one core (median)")
+        fig.suptitle(f"throughput vs parallelism, as a multiple of the same work in one loop on one core\n{subtitle}",
+                     fontsize=9)
         fig.tight_layout()
         fig.savefig(out / "scaling_parallelism.png", dpi=110)
         plt.close(fig)
