@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from sage.kernel import JobFailedError, LocalEnvironment
-from sage.kernel.api.function import MapFunction, SourceFunction
+from sage.kernel.api.function import FlatMapFunction, MapFunction, SourceFunction
 from sage.kernel.observability.graph_export import to_dot, to_mermaid
 from sage.kernel.observability.job_view import operator_rows
 from sage.kernel.observability.live_view import Monitor, job_panel
@@ -39,9 +39,10 @@ class Counting(SourceFunction):
         return self.n, 0, self.n
 
 
-def collatz_on(env: Any, source: Any, step: Any = CollatzStep, *args: Any, loop: Any = None) -> Any:
+def collatz_on(env: Any, source: Any, step: Any = CollatzStep, *args: Any, loop: Any = None, feed: Any = None) -> Any:
+    """Collatz through a loop: `source` and what goes round (`feed`, default the future) into `step`."""
     loop = loop if loop is not None else env.from_future("again")
-    stepped = source.connect(loop).map(step, *args, parallelism=2)
+    stepped = source.connect(feed if feed is not None else loop).map(step, *args, parallelism=2)
     stepped.filter(lambda r: r[0] != 1).fill_future(loop)
     return stepped.filter(lambda r: r[0] == 1).collect()
 
@@ -107,6 +108,42 @@ def test_a_failing_function_in_the_loop_fails_the_job_naming_its_task() -> None:
     collatz_on(env, env.from_batch([(n, 0, n) for n in range(1, 100)]), FailAt)
     with pytest.raises(JobFailedError, match=r"FailAt_\d.*bad number 4616"):
         env.submit(autostop=True)
+
+
+class EmitsOnClose(FlatMapFunction):
+    def execute(self, n: int) -> list[int]:
+        return [n - 1]
+
+    def close(self) -> None:
+        for k in range(50):  # more than the next loop member's queue holds
+            self.collect(1_000 + k)
+
+
+def test_records_emitted_into_a_loop_that_has_ended_fail_the_job() -> None:
+    env = LocalEnvironment("loop-close-emits", config={"queue_maxsize": 4})
+    loop = env.from_future("again")
+    stepped = env.from_batch([3, 2]).connect(loop).flatmap(EmitsOnClose).map(lambda n: n)
+    stepped.filter(lambda n: 0 < n < 1_000).fill_future(loop)
+    stepped.filter(lambda n: n <= 0).sink(lambda n: None)
+    with pytest.raises(JobFailedError, match=r"EmitsOnClose_0.*after the loop ended"):
+        env.submit(autostop=True)
+
+
+@pytest.mark.parametrize("checkpoints", [False, True])
+def test_a_loop_entered_away_from_the_operator_reading_the_future(tmp_path: pathlib.Path, checkpoints: bool) -> None:
+    # future -> relay; numbers enter at the step, which reads the relay: with checkpoints the relay
+    # (its only input the feedback edge) starts the loop's barriers itself.
+    config = {"checkpoint_interval": 0.02, "checkpoint_dir": str(tmp_path)} if checkpoints else {}
+    env = LocalEnvironment("loop-entry", config=config)
+    loop = env.from_future("again")
+    relay = loop.map(lambda record: record)
+    results = collatz_on(env, env.from_batch([(n, 0, n) for n in range(1, 301)]), loop=loop, feed=relay)
+    job = env.submit(autostop=True)
+    records = list(results)
+    assert sorted(start for _, _, start in records) == list(range(1, 301))
+    assert all(steps == collatz_steps(start) for _, steps, start in records)
+    if checkpoints:
+        assert job.metrics()["job"]["checkpoints"]["last_status"] == "finished"
 
 
 class FailAfterLoggedCheckpoint(MapFunction):

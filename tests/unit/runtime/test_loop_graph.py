@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sage.kernel import LocalEnvironment, PipelineError
+from sage.kernel.api.function import JoinFunction
 from sage.kernel.runtime.backend.local_backend import LocalBackend
 from sage.kernel.runtime.compile import compile_graph
 from sage.kernel.runtime.graph import ExecutionGraph
+from sage.kernel.runtime.graph.execution_graph import routing_strategies
+from sage.kernel.runtime.graph.loops import check_futures
 
 
 def compile_env(env: LocalEnvironment) -> ExecutionGraph:
@@ -141,3 +146,83 @@ def test_fill_future_takes_only_a_future_of_the_same_environment() -> None:
         stream.fill_future(other.from_future("x"))
     with pytest.raises(PipelineError, match="name must be a non-empty string"):
         env.from_future("")
+
+
+def test_a_loop_may_close_through_two_futures() -> None:
+    env = LocalEnvironment("mutual")
+    first, second = env.from_future("first"), env.from_future("second")
+    down = env.from_batch([5, 6]).connect(first).map(lambda x: x - 1)
+    down.filter(lambda x: x > 0).fill_future(second)
+    second.map(lambda x: x).fill_future(first)
+    zeros = down.filter(lambda x: x == 0).collect()
+    graph = compile_env(env)
+    assert [[t.basename for t in loop] for loop in graph.loops] == [["map", "filter", "map2"]]
+    env.submit(autostop=True)
+    assert list(zeros) == [0, 0]
+
+
+def test_a_future_filled_with_a_future_is_refused() -> None:
+    def build(env):
+        loop = env.from_future("again")
+        loop.fill_future(loop)
+        env.from_batch([1]).connect(loop).map(lambda x: x).sink(print)
+    assert "future 'again' is filled with a future ('again') directly" in build_error(build)
+
+
+def test_a_join_may_read_a_future_that_a_keyby_fills() -> None:
+    env = LocalEnvironment("join-loop")
+    loop = env.from_future("again")
+    left = env.from_batch([(k, 0) for k in range(5)]).keyby(lambda r: r[0])
+    joined = left.connect(loop).join(Pairs, parallelism=2)
+    joined.filter(lambda r: r[1] < 3).keyby(lambda r: r[0]).fill_future(loop)
+    done = joined.filter(lambda r: r[1] >= 3).collect()
+    env.submit(autostop=True)
+    assert sorted(done) == [(k, 3) for k in range(5)]
+
+
+def test_a_join_reading_a_future_filled_without_keys_is_refused_at_submit() -> None:
+    def build(env):
+        loop = env.from_future("again")
+        left = env.from_batch([(1, 0)]).keyby(lambda r: r[0])
+        joined = left.connect(loop).join(Pairs)
+        joined.filter(lambda r: False).keyby(lambda r: r[0], strategy="round_robin").fill_future(loop)
+        joined.sink(print)
+    assert "join operator Pairs: input(s) [1] are not keyed" in build_error(build)
+
+
+class Pairs(JoinFunction):
+    """Every record goes on one step: (key, step) -> (key, step + 1)."""
+
+    def execute(self, payload, key, tag):
+        return [(payload[0], payload[1] + 1)]
+
+
+def test_routing_strategies_settle_on_random_loops_and_never_drop_keys() -> None:
+    checked = 0
+    for seed in range(400):
+        rng = random.Random(seed)
+        env = LocalEnvironment("random")
+        streams = [env.from_batch([1])]
+        futures = [env.from_future(f"f{i}") for i in range(rng.randint(1, 3))]
+        streams += futures
+        for _ in range(rng.randint(2, 8)):
+            a, b, pick = rng.choice(streams), rng.choice(streams), rng.random()
+            streams.append(a.keyby(lambda x: x) if pick < 0.3 else
+                           a.connect(b).map(lambda x: x) if pick < 0.6 else a.map(lambda x: x))
+        for future in futures:
+            rng.choice([s for s in streams if s not in futures]).fill_future(future)
+        try:
+            check_futures(env.transformations)
+        except PipelineError:
+            continue
+        strategies = routing_strategies(env.transformations)  # returns: the rounds end
+        for t in env.transformations:
+            if t.kind in ("keyby", "future"):
+                continue
+            inputs = [strategies[id(i)] for i in t.inputs]
+            if any(s in ("hash", "mixed") for s in inputs):
+                assert strategies[id(t)] in ("hash", "mixed"), (seed, t)  # a key that came in goes out
+            if strategies[id(t)] == "hash":
+                assert all(s == "hash" for s in inputs), (seed, t)  # "hash" only when every record is keyed
+        checked += 1
+    assert checked > 50

@@ -303,7 +303,8 @@ class ConnectedStreams:
         label = function.__name__ if isinstance(function, type) else repr(function)
         if len(self.transformations) != 2:
             raise PipelineError(f"join operator {label}: needs exactly two inputs, got {len(self.transformations)}")
-        unkeyed = [i for i, t in enumerate(self.transformations) if not t.keyed]
+        # An input computed from a future is keyed or not as the future's filler is: checked at submit.
+        unkeyed = [i for i, t in enumerate(self.transformations) if not t.keyed and not _reads_a_future(t)]
         if unkeyed:
             raise PipelineError(
                 f"join operator {label}: input(s) {unkeyed} are not keyed; use .keyby(...) on both inputs"
@@ -333,3 +334,16 @@ class ConnectedStreams:
         """One sink over the records of every input (a union)."""
         return self._then("sink", function, args, SinkFunction, CallableSink, parallelism, on_error, resources,
                           kwargs)
+
+
+def _reads_a_future(t: Transformation) -> bool:
+    """True when `t` is a future or computed from one (its keys are known only once the future is filled)."""
+    stack, seen = [t], set()
+    while stack:
+        current = stack.pop()
+        if current.kind == FUTURE:
+            return True
+        if id(current) not in seen:
+            seen.add(id(current))
+            stack.extend(current.inputs)
+    return False

@@ -13,7 +13,7 @@ from ..communication.router import Connection
 from ..communication.router.connection import DATA, FEEDBACK, LOOP
 from ..service.pipeline_service import bridge_owner, credits_queue, requests_queue
 from ..spec import ServiceSpec
-from .loops import Link, LoopRole, check_futures, find_loops, links
+from .loops import Link, LoopRole, check_futures, check_joins, find_loops, links
 from .transformation import DRIVER, FUTURE, Transformation
 
 QueueFactory = Callable[[str, int, str], BaseQueueDescriptor]
@@ -141,22 +141,25 @@ def routing_strategies(transformations: list[Transformation]) -> dict[int, str]:
 
     A future routes as the stream that fills it. Its filler comes later in
     the pipeline, so with loops the rule is applied again until nothing
-    changes; an operator whose strategy still changes after that many rounds
-    routes "mixed" (right for keyed and unkeyed records alike).
+    changes, and a strategy only ever moves up from round_robin to hash to
+    mixed (keys travel on both; mixed is right for keyed and unkeyed records
+    alike): so the rounds end, and an edge that may carry a key never drops it.
     """
     strategies: dict[int, str] = {}
-    for _ in range(len(transformations) + 2):
-        changed: list[Transformation] = []
+    changed = True
+    while changed:
+        changed = False
         for t in transformations:
             strategy = _strategy(t, strategies)
-            if strategy is not None and strategies.get(id(t)) != strategy:
+            old = strategies.get(id(t))
+            if strategy is not None and (old is None or _RANK[strategy] > _RANK[old]):
                 strategies[id(t)] = strategy
-                changed.append(t)
-        if not changed:
-            return strategies
-    for t in changed:
-        strategies[id(t)] = "mixed"
+                changed = True
     return strategies
+
+
+_RANK = {"round_robin": 0, "broadcast": 0, "hash": 1, "mixed": 2}
+"""The order in which a strategy may change while loops are resolved (a keyby's own never changes)."""
 
 
 def _strategy(t: Transformation, known: dict[int, str]) -> str | None:
@@ -223,6 +226,7 @@ class ExecutionGraph:
         """The feedback loops, each as its operators in pipeline order."""
         self._loop_of = {id(t): index for index, loop in enumerate(self.loops) for t in loop}
         strategies = routing_strategies(transformations)
+        check_joins(transformations, strategies)
         for link in links(transformations):
             self._connect(link, strategies)
         for index, loop in enumerate(self.loops):

@@ -97,6 +97,9 @@ def check_futures(transformations: list[Transformation]) -> None:
             fillers = " and ".join(repr(t.basename) for t in future.inputs)
             raise PipelineError(f"future {name!r} is filled twice (by {fillers}); a future takes one stream")
         filler = future.inputs[0]
+        if filler.kind == FUTURE:
+            raise PipelineError(f"future {name!r} is filled with a future ({filler.future_name!r}) directly; fill it "
+                                f"with a stream computed from it (e.g. future.map(step).fill_future(future))")
         if not _depends_on(filler, future):
             raise PipelineError(
                 f"future {name!r} is filled by operator {filler.basename!r}, which does not depend on it: no loop "
@@ -108,17 +111,30 @@ def check_futures(transformations: list[Transformation]) -> None:
 
 
 def _depends_on(t: Transformation, future: Transformation) -> bool:
-    """True when `future` is among the inputs of `t`, directly or further up (futures not read through)."""
+    """True when `future` is among the inputs of `t`, directly or further up (other futures read through
+    their fillers: a loop may close through several futures)."""
     stack, seen = [t], set()
     while stack:
         current = stack.pop()
         if current is future:
             return True
-        if id(current) in seen or current.kind == FUTURE:
+        if id(current) in seen:
             continue
         seen.add(id(current))
         stack.extend(current.inputs)
     return False
+
+
+def check_joins(transformations: list[Transformation], strategies: dict[int, str]) -> None:
+    """Raise `PipelineError` for a join with an input that is not hash-routed (keyed), as `strategies`
+    (see `routing_strategies`) decide once futures are read through."""
+    for t in transformations:
+        if t.kind != "join":
+            continue
+        unkeyed = [index for index, upstream in enumerate(t.inputs) if strategies.get(id(upstream)) != "hash"]
+        if unkeyed:
+            raise PipelineError(f"join operator {t.basename}: input(s) {unkeyed} are not keyed; "
+                                f"use .keyby(...) on both inputs")
 
 
 def find_loops(transformations: list[Transformation]) -> list[list[Transformation]]:

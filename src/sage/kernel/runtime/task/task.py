@@ -142,9 +142,10 @@ class Task:
 
     def _finish(self, operator: Operator) -> None:
         try:
-            sent = self.ctx.router.loop_sent
+            if self.loop is not None:
+                self.ctx.router.close_loop_edges()
             operator.close()  # a flatmap's close() may still send, and be cancelled doing so
-            if self.loop is not None and (self.ctx.router.loop_sent != sent or self.ctx.router.has_loop_pending()):
+            if self.loop is not None and self.ctx.router.has_loop_pending():
                 raise RuntimeError("close() emitted records after the loop ended; they cannot go round it again "
                                    "(emit them from execute(), or from an operator after the loop)")
             if self.checkpoints.active:

@@ -168,6 +168,7 @@ class BaseRouter:
         """Records put on loop and feedback connections (read by the task's own thread)."""
         self.fed_back = 0
         """Records put on feedback connections (metrics read it from other threads)."""
+        self._loop_closed = False
 
     # ------------------------------------------------------------------ sending
     def send(self, packet: Packet) -> int:
@@ -252,6 +253,11 @@ class BaseRouter:
         """True when records wait in a batch (also those a cancelled send left behind)."""
         return any(channel.payloads for channel in self._channels)
 
+    def close_loop_edges(self) -> None:
+        """The loop has ended: from now on a batch for a loop or feedback connection raises `RuntimeError`
+        instead of being put (its targets have ended, or are ending: nobody would take it)."""
+        self._loop_closed = True
+
     def has_loop_pending(self) -> bool:
         """True when records wait in a batch for a loop or feedback connection."""
         return any(channel.payloads for channel in self._channels if channel.connection.edge != DATA)
@@ -280,6 +286,8 @@ class BaseRouter:
             self._put_batch(channel)
 
     def _put_batch(self, channel: _Channel) -> None:
+        if self._loop_closed and channel.connection.edge != DATA:
+            raise RuntimeError(f"records sent to {channel.connection.target_name} after the loop ended")
         batch = channel.take(self.source)
         try:
             self._put(channel.connection, batch)
