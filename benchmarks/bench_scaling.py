@@ -6,7 +6,8 @@
    - python: a pure-Python loop of about 20 us (CPU-bound, holds the GIL),
    - native: SHA-256 of a 64 KB buffer, about 40 us (CPU-bound in C, releases the GIL);
    on `LocalEnvironment` (threads of one process), and with `--ray` the python and native work
-   on `RayEnvironment` too (every map instance an actor, a process of its own). Beside them the
+   on `RayEnvironment` too (every map instance an actor, a process of its own; the rpc transport,
+   RayEnvironment's default). Beside them the
    fused loop (the same work in one loop on one core) is measured in the same process just before
    each run, and the run's speed-up is its rate over that one.
 2. record size: from_batch(bytes records of 64 B .. 64 KB) -> map(identity) -> sink on
@@ -115,55 +116,42 @@ def size_records(size: int, ray: bool) -> list[bytes]:
     return [pool[i % len(pool)] for i in range(n)]
 
 
-# --------------------------------------------------------------------------- a sink that times itself
+# --------------------------------------------------------------------------- a sink that counts
 def meter_class() -> type:
     from sage.kernel.api.function import SinkFunction
 
     class Meter(SinkFunction):
-        """Counts records and bytes, times first to last; writes them to `path` as JSON at the end."""
+        """Counts its records; writes the count to `path` as JSON when the stream ends (from any process)."""
 
         def __init__(self, path: str) -> None:
             self.path = path
             self.count = 0
-            self.bytes = 0
-            self.first = self.last = 0.0
 
         def execute(self, data: Any) -> None:
-            now = time.perf_counter()
-            if not self.count:
-                self.first = now
-            self.last = now
             self.count += 1
-            if type(data) is bytes:
-                self.bytes += len(data)
 
         def close(self) -> None:
-            Path(self.path).write_text(json.dumps({"count": self.count, "bytes": self.bytes,
-                                                   "seconds": self.last - self.first}))
+            Path(self.path).write_text(json.dumps({"count": self.count}))
 
     return Meter
 
 
-def run_sage(backend: str, transport: str, records: list[Any], fn: Callable[[Any], Any], parallelism: int) -> dict:
-    """{"rate", "sink_rate", "total"} of records -> map(fn, parallelism) -> Meter: `rate` from submit() to the
-    end of wait() (`total` seconds), `sink_rate` from the sink's first record to its last."""
+def run_local(records: list[Any], fn: Callable[[Any], Any], parallelism: int) -> dict:
+    """{"rate", "total"} of records -> map(fn, parallelism) -> Meter on LocalEnvironment, from submit() to the
+    end of wait() (`total` seconds)."""
+    from sage.kernel import LocalEnvironment
+
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "meter.json")
-        if backend == "ray":
-            from sage.kernel import RayEnvironment
-            env: Any = RayEnvironment("scaling", config={"transport": transport} if transport != "ray" else None)
-        else:
-            from sage.kernel import LocalEnvironment
-            env = LocalEnvironment("scaling", config={"transport": transport})
+        env = LocalEnvironment("scaling")
         env.from_batch(records).map(fn, parallelism=parallelism).sink(meter_class(), path)
         started = time.perf_counter()
         env.submit(autostop=True)
         total = time.perf_counter() - started
-        meter = json.loads(Path(path).read_text())
-    if meter["count"] != len(records):
-        raise RuntimeError(f"{backend}/{transport}: the sink got {meter['count']} of {len(records)} records")
-    sink_rate = (meter["count"] - 1) / meter["seconds"] if meter["seconds"] > 0 else None
-    return {"rate": len(records) / total, "sink_rate": sink_rate, "total": total}
+        count = json.loads(Path(path).read_text())["count"]
+    if count != len(records):
+        raise RuntimeError(f"local: the sink got {count} of {len(records)} records")
+    return {"rate": len(records) / total, "total": total}
 
 
 def timed_map_class() -> type:
@@ -198,7 +186,7 @@ def run_ray(transport: str, records: list[Any], fn: Callable[[Any], Any], parall
 
     with tempfile.TemporaryDirectory() as tmp:
         meter = str(Path(tmp) / "meter.json")
-        env = RayEnvironment("scaling", config={"transport": transport} if transport != "ray" else None)
+        env = RayEnvironment("scaling", config={"transport": transport})
         env.from_batch(records).map(timed_map_class(), fn, tmp, parallelism=parallelism).sink(meter_class(), meter)
         started = time.perf_counter()
         env.submit(autostop=True)
@@ -360,9 +348,9 @@ def worker(spec: dict) -> dict:
         # compares moments apart, not runs minutes apart on a machine whose load changes.
         fused = run_fused(records[:len(records) // 4], fn)["rate"]
         if spec["system"] == "ray":
-            return {**run_ray("ray", records, fn, spec["p"]), "fused": fused}
-        run_sage("local", "python", records[:WARM_UP], fn, spec["p"])
-        return {**run_sage("local", "python", records, fn, spec["p"]), "fused": fused}
+            return {**run_ray("rpc", records, fn, spec["p"]), "fused": fused}
+        run_local(records[:WARM_UP], fn, spec["p"])
+        return {**run_local(records, fn, spec["p"]), "fused": fused}
     if part == "size":
         records = size_records(spec["size"], ray=spec["system"] == "sage ray rpc")
         if spec["system"] == "threads 100":
@@ -370,8 +358,8 @@ def worker(spec: dict) -> dict:
             return run_threads_batched(records)
         if spec["system"] == "sage ray rpc":
             return run_ray("rpc", records, identity, 1)
-        run_sage("local", "python", records[:WARM_UP], identity, 1)
-        return run_sage("local", "python", records, identity, 1)
+        run_local(records[:WARM_UP], identity, 1)
+        return run_local(records, identity, 1)
     return memory_probe(spec["system"], spec["capacity"], spec["probe"], spec["record"])
 
 
