@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,3 +84,32 @@ def test_a_stream_that_breaks_after_yielding_is_not_retried_and_keeps_what_it_yi
     assert list(results) == [f"{x}:{i}" for x in range(4) for i in (range(TOKENS) if x != 2 else [0])]
     assert hits == 1  # a retry would repeat "2:0"
     assert job.metrics()["Generate_0"]["errors"] == 1
+
+
+RECORDS_PER_INPUT = 1500
+CAPACITY, BATCH, QUEUE = 2, 16, 8
+HELD_AT_MOST = 4 * CAPACITY * BATCH + 2 * QUEUE + 2 * BATCH
+"""Records yielded and not yet consumed, at most: `capacity * batch_size` waiting in the slots, as many again in
+the run the task thread is sending, a router batch, the sink's queue and what the sink took from it (with room
+to spare). Without backpressure on outputs the generators run ahead by thousands."""
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_generators_wait_for_a_slow_downstream_so_memory_stays_bounded(ordered: bool) -> None:
+    counts = {"yielded": 0, "consumed": 0, "most_held": 0}
+
+    async def rows(page: int) -> AsyncIterator[tuple[int, int]]:
+        for i in range(RECORDS_PER_INPUT):
+            counts["yielded"] += 1
+            counts["most_held"] = max(counts["most_held"], counts["yielded"] - counts["consumed"])
+            yield page, i
+
+    def slow_sink(row: tuple[int, int]) -> None:
+        counts["consumed"] += 1
+        time.sleep(0.0001)  # a slow consumer (a database insert): the generators are far faster
+
+    env = LocalEnvironment("tokens-backpressure", config={"queue_maxsize": QUEUE, "batch_size": BATCH})
+    env.from_batch(range(4)).flatmap_async(rows, capacity=CAPACITY, ordered=ordered).sink(slow_sink)
+    env.submit(autostop=True)
+    assert counts["yielded"] == counts["consumed"] == 4 * RECORDS_PER_INPUT
+    assert counts["most_held"] <= HELD_AT_MOST, counts

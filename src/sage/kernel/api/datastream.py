@@ -7,9 +7,9 @@ from typing import Any, Protocol
 
 from ..errors import PipelineError
 from ..runtime.async_calls.policy import DEFAULT_RETRY_ON
-from ..runtime.graph.transformation import FUTURE, Transformation
+from ..runtime.graph.transformation import ASYNC_KINDS, FUTURE, Transformation
 from ..runtime.service.pipeline_service import reply_transformation
-from .async_calls import call_policy, check_async_function
+from .async_calls import call_policy, check_async_function, check_not_async, operator_label
 from .function import (
     AsyncFlatMapFunction,
     AsyncMapFunction,
@@ -60,19 +60,29 @@ def resolve_function(
     """(function class, constructor args, display name) for a class or a plain callable.
 
     Raises `PipelineError` naming the operator when `function` is neither a
-    subclass of `base` nor (where allowed) a callable.
+    subclass of `base` nor (where allowed) a callable, and when an operator
+    that does not await its function (all but map_async and flatmap_async)
+    is given async code (see `check_not_async`).
     """
+    if kind not in ASYNC_KINDS:
+        check_not_async(kind, function)
     # A class that is not a function class (int, str, bool...) is a plain callable.
     if isinstance(function, type) and (issubclass(function, BaseFunction) or wrapper is None):
         if not issubclass(function, base):
-            raise PipelineError(f"{kind} operator: {function.__name__} is not a {base.__name__} subclass")
+            raise PipelineError(f"{kind} operator: {function.__name__} is not {_a(base.__name__)} subclass")
         return function, args, function.__name__
     if wrapper is not None and callable(function):
         if args:
-            raise PipelineError(f"{kind} operator: extra arguments {args!r} given with a plain callable")
+            raise PipelineError(f"{operator_label(kind, function)}: extra arguments {args!r} given with a plain "
+                                f"callable")
         return wrapper, (function,), callable_display_name(function) or kind
-    accepted = f"a {base.__name__} subclass" + (" or a callable" if wrapper is not None else "")
+    accepted = f"{_a(base.__name__)} subclass" + (" or a callable" if wrapper is not None else "")
     raise PipelineError(f"{kind} operator: expected {accepted}, got {function!r}")
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article ("a MapFunction", "an AsyncMapFunction")."""
+    return f"{'an' if noun[:1] in 'AEIOU' else 'a'} {noun}"
 
 
 def add_operator(env: Pipeline, inputs: list[Transformation], kind: str, function: Any,

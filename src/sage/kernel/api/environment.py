@@ -12,6 +12,7 @@ from ..runtime.graph.transformation import FUTURE, Transformation
 from ..runtime.job_manager import job_manager
 from ..runtime.service.pipeline_service import service_pipeline
 from ..runtime.spec import JobSpec, ServiceSpec
+from .async_calls import check_service_methods
 from .datastream import DataStream, resolve_function
 from .function import BatchFunction, SourceFunction
 from .function.callable_function import CallableSource
@@ -139,7 +140,8 @@ class BaseEnvironment:
         One instance is built per job with `service_class(*args, **kwargs)`;
         `max_concurrency` (>= 1) bounds how many requests it runs at once.
         Raises `PipelineError` for a duplicate name, a class that is not a
-        `BaseService`, a bad `max_concurrency`, or an environment already submitted.
+        `BaseService` or has an `async def` method (nothing would await it),
+        a bad `max_concurrency`, or an environment already submitted.
         """
         self.check_not_submitted(f"register_service {name!r}")
         if not isinstance(name, str) or not name:
@@ -148,6 +150,7 @@ class BaseEnvironment:
             raise PipelineError(f"register_service: a service named {name!r} is already registered")
         if not (isinstance(service_class, type) and issubclass(service_class, BaseService)):
             raise PipelineError(f"register_service {name!r}: expected a BaseService subclass, got {service_class!r}")
+        check_service_methods(name, service_class)
         if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
             raise PipelineError(f"register_service {name!r}: max_concurrency must be an int >= 1, "
                                 f"got {max_concurrency!r}")

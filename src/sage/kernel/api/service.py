@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,8 +55,8 @@ def batch(max_batch_size: int = 32, max_wait: float = 0.01) -> Callable[[Method]
     still takes a list.
 
     Raises `PipelineError` for a `max_batch_size` that is not an int >= 1,
-    a `max_wait` that is not a finite number >= 0, or `@batch` used
-    without parentheses.
+    a `max_wait` that is not a finite number >= 0, `@batch` used without
+    parentheses, or on an `async def` (nothing would await it).
     """
     if callable(max_batch_size):
         raise PipelineError("@batch needs parentheses: @batch() or @batch(max_batch_size=..., max_wait=...)")
@@ -65,6 +66,10 @@ def batch(max_batch_size: int = 32, max_wait: float = 0.01) -> Callable[[Method]
         raise PipelineError(f"@batch: {exc}") from None
 
     def mark(method: Method) -> Method:
+        if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+            raise PipelineError(f"@batch: {method.__qualname__} is async, but a batched method runs on the "
+                                f"service's threads and is called without awaiting; make it a plain method that "
+                                f"takes a list and returns a list")
         setattr(method, BATCH_MARK, policy)
         return method
 

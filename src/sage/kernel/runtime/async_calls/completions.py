@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import threading
 from typing import Any
 
@@ -12,17 +14,19 @@ class Slot:
 
     `origin` is the operator's own (the input record's key and envelope);
     the event loop thread fills `outputs`, `error` and `done` under the
-    `Completions` lock.
+    `Completions` lock. `error` is what ended the call when it failed: an
+    `Exception`, or a `KeyboardInterrupt` / `SystemExit` it raised.
     """
 
-    __slots__ = ("origin", "outputs", "error", "done", "noted")
+    __slots__ = ("origin", "outputs", "error", "done", "noted", "room")
 
     def __init__(self, origin: Any) -> None:
         self.origin = origin
         self.outputs: list[Any] = []
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
         self.done = False
         self.noted = False  # already in the list of slots with news
+        self.room: asyncio.Future[None] | None = None  # the call waits on it until `outputs` are taken
 
 
 class Completions:
@@ -37,11 +41,17 @@ class Completions:
     slots once every earlier one is finished); otherwise as they come. A
     slot counts in `len()` until it is finished and taken: that is what
     `capacity` bounds.
+
+    A slot holds at most `bound` outputs not yet taken: `add` then hands its
+    call a future to await, which `take()` resolves once it took them (a
+    streaming call waits for the task thread, whose emits wait for
+    downstream). So at most `capacity * bound` outputs wait here at once.
     """
 
-    def __init__(self, ordered: bool, wakeup: threading.Condition) -> None:
+    def __init__(self, ordered: bool, wakeup: threading.Condition, bound: int) -> None:
         self.ordered = ordered
         self.wakeup = wakeup
+        self.bound = bound
         self._open: collections.deque[Slot] = collections.deque()  # ordered: every open slot, oldest first
         self._count = 0
         self._news: list[Slot] = []  # slots changed since the last take
@@ -63,25 +73,26 @@ class Completions:
         """True when `take()` has something (call with `wakeup` held, e.g. in a wait predicate)."""
         return bool(self._news)
 
-    def take(self) -> tuple[list[tuple[Any, list[Any]]], list[Exception]]:
+    def take(self) -> tuple[list[tuple[Any, list[Any]]], list[BaseException]]:
         """(runs to emit now as (origin, outputs), errors of calls that failed since the last take).
 
         Errors are reported as soon as the call fails, whatever its turn;
         the failed slot then emits what it produced before failing, at its turn.
+        Calls that waited for their outputs to be taken go on.
         """
+        runs: list[tuple[Any, list[Any]]] = []
+        rooms: list[asyncio.Future[None]] = []
         with self.wakeup:
             news, self._news = self._news, []
             for slot in news:
                 slot.noted = False
             errors = [slot.error for slot in news if slot.done and slot.error is not None]
-            runs: list[tuple[Any, list[Any]]] = []
             if self.ordered:
                 pending = self._open
                 while pending:
                     head = pending[0]
                     if head.outputs:
-                        runs.append((head.origin, head.outputs))
-                        head.outputs = []
+                        self._take_outputs(head, runs, rooms)
                     if not head.done:
                         break
                     pending.popleft()
@@ -89,20 +100,40 @@ class Completions:
             else:
                 for slot in news:
                     if slot.outputs:
-                        runs.append((slot.origin, slot.outputs))
-                        slot.outputs = []
+                        self._take_outputs(slot, runs, rooms)
                     if slot.done:
                         self._count -= 1
-            return runs, errors
+        for room in rooms:
+            # A closed event loop raises RuntimeError: the call that waited was cancelled with it.
+            with contextlib.suppress(RuntimeError):
+                room.get_loop().call_soon_threadsafe(_resolve, room)
+        return runs, errors
+
+    @staticmethod
+    def _take_outputs(slot: Slot, runs: list[tuple[Any, list[Any]]], rooms: list[asyncio.Future[None]]) -> None:
+        runs.append((slot.origin, slot.outputs))
+        slot.outputs = []
+        if slot.room is not None:
+            rooms.append(slot.room)
+            slot.room = None
 
     # ------------------------------------------------------------------ the event loop thread
-    def add(self, slot: Slot, output: Any) -> None:
-        """One more output of `slot`'s call (a streamed record)."""
+    def add(self, slot: Slot, output: Any) -> asyncio.Future[None] | None:
+        """One more output of `slot`'s call (a streamed record).
+
+        Returns None, or, when the slot now holds `bound` outputs not yet
+        taken, a future of the running event loop that the call must await
+        before it produces more (resolved by the `take()` that takes them).
+        """
         with self.wakeup:
             slot.outputs.append(output)
             self._note(slot)
+            if len(slot.outputs) < self.bound:
+                return None
+            room = slot.room = asyncio.get_running_loop().create_future()
+            return room
 
-    def finish(self, slot: Slot, outputs: list[Any] | None = None, error: Exception | None = None) -> None:
+    def finish(self, slot: Slot, outputs: list[Any] | None = None, error: BaseException | None = None) -> None:
         """`slot`'s call is over, with its last `outputs` (if any), or failed with `error`."""
         with self.wakeup:
             if outputs:
@@ -116,3 +147,8 @@ class Completions:
             slot.noted = True
             self._news.append(slot)
         self.wakeup.notify_all()
+
+
+def _resolve(room: asyncio.Future[None]) -> None:
+    if not room.done():  # a cancelled call's future is done already
+        room.set_result(None)

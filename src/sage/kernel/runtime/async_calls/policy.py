@@ -6,8 +6,12 @@ import dataclasses
 import math
 from typing import Any
 
-DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (ConnectionError,)
-"""Exceptions retried unless the operator says otherwise (timeouts are always retried)."""
+DEFAULT_RETRY_ON: tuple[type[Exception], ...] = (ConnectionError,)
+"""Exceptions retried unless the operator says otherwise (its own attempt timeouts are always retried)."""
+
+
+class AttemptTimeout(TimeoutError):
+    """An attempt ran out of its operator's `timeout` (not a `TimeoutError` raised by the function itself)."""
 
 
 def _finite(value: Any) -> bool:
@@ -27,8 +31,12 @@ class CallPolicy:
     - `retries`, `backoff`: after a failed attempt, up to `retries` more, the
       k-th after `backoff * 2**(k-1)` seconds times a random factor in
       [0.5, 1.5) (jitter, so callers that failed together do not retry
-      together). A timeout is always retryable; another exception only when
-      it is an instance of a class in `retry_on`.
+      together). An attempt that ran out of `timeout` (`AttemptTimeout`) is
+      always retryable; any other exception only when it is an instance of
+      a class in `retry_on` (`Exception` subclasses: cancellation,
+      `KeyboardInterrupt` and `SystemExit` are never retried). A
+      `TimeoutError` the function raises itself is retried only when
+      `retry_on` names it (or a base class of it).
     - `rate_limit`: most attempts started per second by one instance (None:
       no limit); attempts are spaced at least `1 / rate_limit` s apart.
     - `ordered`: emit results in input order (True) or as they complete.
@@ -40,7 +48,7 @@ class CallPolicy:
     timeout: float | None = None
     retries: int = 0
     backoff: float = 0.2
-    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
+    retry_on: tuple[type[Exception], ...] = DEFAULT_RETRY_ON
     rate_limit: float | None = None
     ordered: bool = True
 
@@ -55,8 +63,9 @@ class CallPolicy:
             raise ValueError(f"backoff must be a finite number of seconds >= 0, got {self.backoff!r}")
         retry_on = (self.retry_on,) if isinstance(self.retry_on, type) else self.retry_on
         if not isinstance(retry_on, tuple) or not all(
-                isinstance(cls, type) and issubclass(cls, BaseException) for cls in retry_on):
-            raise ValueError(f"retry_on must be an exception class or a tuple of them, got {self.retry_on!r}")
+                isinstance(cls, type) and issubclass(cls, Exception) for cls in retry_on):
+            raise ValueError(f"retry_on must be an Exception subclass or a tuple of them (cancellation, "
+                             f"KeyboardInterrupt and SystemExit are never retried), got {self.retry_on!r}")
         object.__setattr__(self, "retry_on", retry_on)  # one exception class given alone: keep a tuple
         if self.rate_limit is not None and not (_finite(self.rate_limit) and self.rate_limit > 0):
             raise ValueError(f"rate_limit must be None or a finite number of calls per second > 0, "
@@ -66,7 +75,7 @@ class CallPolicy:
 
     def retryable(self, error: BaseException) -> bool:
         """True when a failed attempt that raised `error` may be retried (retries left aside)."""
-        return isinstance(error, (TimeoutError, *self.retry_on))
+        return isinstance(error, (AttemptTimeout, *self.retry_on))
 
     def backoff_delay(self, retry: int, jitter: float) -> float:
         """Seconds to wait before retry number `retry` (1 for the first); `jitter` is a random number in [0, 1)."""

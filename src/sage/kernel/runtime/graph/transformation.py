@@ -10,8 +10,10 @@ from ..async_calls.policy import CallPolicy
 
 FUTURE = "future"
 """A placeholder stream filled later (`env.from_future`); it runs no task (see `loops`)."""
+ASYNC_KINDS = ("map_async", "flatmap_async")
+"""The operators that await their function (the others call it and take what it returns)."""
 KINDS = ("source", "batch", "map", "filter", "flatmap", "keyby", "sink", "comap", "join", "collect", FUTURE,
-         "map_async", "flatmap_async")
+         *ASYNC_KINDS)
 DRIVER = "driver"
 """The owner of the queues the submitting process reads (`collect`)."""
 ON_ERROR = ("fail", "skip")

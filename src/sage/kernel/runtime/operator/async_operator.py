@@ -15,6 +15,13 @@
 - A call that fails after its retries goes to `on_error`: "fail" fails the
   task with the last exception as cause, "skip" counts it and drops the
   record (for a generator: the records it yielded before failing stay).
+  A call ended by a `CancelledError` the operator did not ask for fails
+  the same way (a `RuntimeError`, see `async_calls.cancellation`); one
+  that raised `KeyboardInterrupt` or `SystemExit` fails the task whatever
+  `on_error` says. Either way its slot is finished: nothing waits for it.
+- A generator's records wait to be emitted in its slot, at most the job's
+  `batch_size` of them: then the generator waits until the task thread
+  takes them (backpressure on what it yields, as `capacity` is on input).
 - End of stream: `close()` first waits for every call in flight and emits
   its results, then closes the function: the stop signal follows the last
   result. A checkpoint does the same before its snapshot (`snapshot_state`),
@@ -35,6 +42,7 @@ from typing import Any
 
 from ..async_calls.call_runner import CallRunner
 from ..async_calls.call_stats import CallStats
+from ..async_calls.cancellation import cancelled_by_us, unasked
 from ..async_calls.completions import Completions, Slot
 from ..async_calls.input_gate import InputGate
 from ..async_calls.loop_thread import LoopThread
@@ -57,7 +65,7 @@ class AsyncOperator(Operator):
         assert policy is not None, "an async operator's spec carries its call policy"
         self.capacity = policy.capacity
         self._wakeup = threading.Condition()
-        self.completions = Completions(policy.ordered, self._wakeup)
+        self.completions = Completions(policy.ordered, self._wakeup, ctx.config.batch_size)
         self.stats = CallStats(policy.capacity)
         self.runner = CallRunner(policy, self.stats)
         self._loop: LoopThread | None = None
@@ -67,11 +75,11 @@ class AsyncOperator(Operator):
     # ------------------------------------------------------------------ lifecycle (the task thread)
     def open(self) -> None:
         self._loop = LoopThread(f"sage-loop-{self.ctx.name}")
-        self._settle(self.function.open())
+        self._run_hook("open")
 
     def close(self) -> None:
         self.drain()
-        self._settle(self.function.close())
+        self._run_hook("close")
 
     def snapshot_state(self) -> dict[str, Any]:
         """Emit the results of every record taken so far, then the function's state: the barrier that
@@ -93,11 +101,12 @@ class AsyncOperator(Operator):
         """True while calls are in flight or results wait to be emitted (a feedback loop is not empty then)."""
         return len(self.completions) > 0
 
-    def _settle(self, result: Any) -> None:
-        """Wait for `open()`'s or `close()`'s result on the event loop when it is awaitable (an async def)."""
+    def _run_hook(self, hook: str) -> None:
+        """Call the function's `open` or `close`; when it is an async def, wait for it on the event loop."""
+        result = getattr(self.function, hook)()
         if inspect.isawaitable(result):
             assert self._loop is not None, "the event loop runs from open() on"
-            self._loop.run(_awaited(result), self.ctx.cancel_event)
+            self._loop.run(_awaited(result, f"{type(self.function).__name__}.{hook}()"), self.ctx.cancel_event)
 
     # ------------------------------------------------------------------ input and emission (the task thread)
     def input_reader(self, read: Callable[[int, float], list[Any]]) -> Callable[[int, float], list[Any]]:
@@ -130,9 +139,12 @@ class AsyncOperator(Operator):
 
     def emit_ready(self) -> None:
         """Emit what finished calls produced and may go now; a failed call goes to `on_error` (which raises
-        when the task fails)."""
+        when the task fails). A call that raised `KeyboardInterrupt` or `SystemExit` raises `RuntimeError`
+        here (its `__cause__`), whatever `on_error` says."""
         runs, errors = self.completions.take()
         for error in errors:
+            if not isinstance(error, Exception):
+                raise unasked(f"{self.ctx.name}: a call", error)
             self.on_error(error)
         if not runs:
             return
@@ -173,34 +185,47 @@ class AsyncOperator(Operator):
             task.add_done_callback(tasks.discard)
 
     async def _call(self, slot: Slot, payload: Any) -> None:
+        """Run one record's call and finish its slot, however the call ends but by the operator's own
+        cancellation (the runner turns any other `CancelledError` into an error)."""
+        try:
+            outputs = await self._outputs(slot, payload)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # KeyboardInterrupt and SystemExit too: they must not stop the event loop
+            self.completions.finish(slot, error=exc)
+        else:
+            self.completions.finish(slot, outputs)
+
+    async def _outputs(self, slot: Slot, payload: Any) -> list[Any] | None:
+        """Make one record's call; returns its outputs not yet added to `slot` (raises what the call raised)."""
         raise NotImplementedError
 
 
 class AsyncMapOperator(AsyncOperator):
     """One output per record: what the coroutine `execute(record)` returns."""
 
-    async def _call(self, slot: Slot, payload: Any) -> None:
+    async def _outputs(self, slot: Slot, payload: Any) -> list[Any] | None:
         execute = self.function.execute
-        try:
-            result = await self.runner.call(lambda: execute(payload))
-        except Exception as exc:
-            self.completions.finish(slot, error=exc)
-        else:
-            self.completions.finish(slot, [result])
+        return [await self.runner.call(lambda: execute(payload))]
 
 
 class AsyncFlatMapOperator(AsyncOperator):
     """The records the async generator `execute(record)` yields, each emitted as soon as its turn allows."""
 
-    async def _call(self, slot: Slot, payload: Any) -> None:
+    async def _outputs(self, slot: Slot, payload: Any) -> list[Any] | None:
         execute, add = self.function.execute, self.completions.add
-        try:
-            await self.runner.stream(lambda: execute(payload), lambda item: add(slot, item))
-        except Exception as exc:
-            self.completions.finish(slot, error=exc)
-        else:
-            self.completions.finish(slot)
+        await self.runner.stream(lambda: execute(payload), lambda item: add(slot, item))
+        return None
 
 
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _awaited(awaitable: Awaitable[Any], what: str) -> Any:
+    """Await an async `open()` or `close()` on the event loop; a `BaseException` it was not asked for
+    (see `async_calls.cancellation`) becomes a `RuntimeError`, as the task thread waits for the result."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        if cancelled_by_us():
+            raise
+        raise unasked(what, exc) from exc
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise unasked(what, exc) from exc

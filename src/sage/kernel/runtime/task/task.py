@@ -117,6 +117,8 @@ class Task:
                 for input_index, payloads, keys in self.checkpoints.take_replay():
                     self.records_in += len(payloads)
                     operator.process_batch(payloads, keys, input_index)
+            except (SendCancelled, TaskFailure):  # cancelled during an async open() or a replay's wait for room
+                raise
             except Exception as exc:
                 raise TaskFailure(self.name, exc) from exc
             if isinstance(operator, SourceOperator):
@@ -201,7 +203,7 @@ class Task:
             raise TaskFailure(self.name, exc) from exc
         if self.errors <= _LOGGED_ERRORS or self.errors % 1000 == 0:
             logger.warning("task %s skipped a record (error %d): %r", self.name, self.errors, exc,
-                           exc_info=self.errors <= _LOGGED_ERRORS)
+                           exc_info=exc if self.errors <= _LOGGED_ERRORS else None)
 
     # ------------------------------------------------------------------ sources
     def _run_source(self, operator: SourceOperator) -> bool:
