@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -16,11 +17,16 @@ from ...errors import ServiceCallError
 from ..communication.errors import SendCancelled
 from .awaitable_future import AwaitableFuture
 from .protocol import ServiceRequest, ServiceResponse
+from .request_sender import RequestSender
 
 LISTEN_WAIT = 0.2
 """Longest a reader blocks before re-checking for close, cancellation and expired calls."""
 
 RESPONSE_BATCH = 256
+
+REMOTE_PUT_QUEUES = frozenset({"ray_queue"})
+"""Queue types whose `put_nowait` is a remote round trip (it waits milliseconds for the queue actor's answer):
+a caller on an event loop always hands its requests for them to its `RequestSender`."""
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,9 @@ class ServiceCaller:
 
     Request ids are a per-caller random prefix plus a counter: unique for
     this response queue, and cheap.
+
+    A call made on an event loop never blocks it (see `call_async`): what
+    cannot be put at once goes to a `RequestSender`, whose thread puts it.
     """
 
     def __init__(self, ctx: Any) -> None:
@@ -72,6 +81,7 @@ class ServiceCaller:
         self._reading = False
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
+        self._sender: RequestSender | None = None
         # Requests carry where to answer as a descriptor without a live queue: it crosses processes,
         # and the service attaches to it once (see ResponseQueues).
         self._reply_to = ctx.response_qd.to_serializable_descriptor()
@@ -92,14 +102,26 @@ class ServiceCaller:
         """Send a request; return a future that resolves with the answer, the error, or `TimeoutError`.
 
         The future is a `concurrent.futures.Future` that coroutines may also
-        `await` (see `AwaitableFuture`).
+        `await` (see `AwaitableFuture`). Raises at once for an unknown
+        service or method.
 
-        Raises at once for an unknown service or method, and `TimeoutError`
-        when the service's request queue stays full for the whole timeout.
+        On a thread that runs an event loop (a coroutine calls), it never
+        blocks: the request goes on the service's queue at once when that
+        takes no waiting (room in a queue of this process or of the RPC
+        server), else to this caller's `RequestSender`, which puts it as soon
+        as there is room, behind the requests handed to it before. A request
+        that cannot be put in time fails the future: `TimeoutError` when the
+        queue stays full for the whole timeout, `SendCancelled` when the
+        instance is cancelled first. Elsewhere it blocks while the queue is
+        full, and raises that `TimeoutError` itself.
         """
         self._ensure_listener()
         future: AwaitableFuture[Any] = AwaitableFuture()
-        self._send(service, method, args, kwargs, timeout, future)
+        if _on_event_loop():
+            _, request, deadline = self._register(service, method, args, kwargs, timeout, future)
+            self._hand_over(request, deadline)
+        else:
+            self._send(service, method, args, kwargs, timeout, future)
         return future
 
     def call(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -139,6 +161,18 @@ class ServiceCaller:
 
     def _send(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
               timeout: float | None, future: Future[Any] | None) -> tuple[_Call, str, float]:
+        """Register a call and put its request, blocking while the queue is full; (call, id, deadline)."""
+        call, request, deadline = self._register(service, method, args, kwargs, timeout, future)
+        try:
+            self._put_request(service, request, deadline)
+        except BaseException:
+            self._forget(request)
+            raise
+        return call, request.request_id, deadline
+
+    def _register(self, service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  timeout: float | None, future: Future[Any] | None) -> tuple[_Call, ServiceRequest, float]:
+        """Check the call and make it pending; (the call, its request, its deadline (`time.monotonic()`))."""
         self._check(service, method)
         ctx = self.ctx
         timeout = ctx.config.service_timeout if timeout is None else timeout
@@ -154,13 +188,43 @@ class ServiceCaller:
             self.calls += 1
         request = ServiceRequest(request_id, service, method, args, kwargs, time.time() + timeout,
                                  self._reply_to, ctx.name)
-        try:
-            self._put_request(service, request, deadline)
-        except BaseException:
+        return call, request, deadline
+
+    def _forget(self, request: ServiceRequest) -> _Call | None:
+        """Drop a pending call whose request was not put; returns it, or None if it is no longer pending."""
+        with self._lock:
+            return self._pending.pop(request.request_id, None)
+
+    def _hand_over(self, request: ServiceRequest, deadline: float) -> None:
+        """Put an async call's request without blocking the calling thread's event loop (see `call_async`)."""
+        qd = self.ctx.service_qds[request.service]
+        sender = self._request_sender()
+        if sender.unsent == 0 and qd.queue_type not in REMOTE_PUT_QUEUES:  # nothing handed over may go later
+            try:
+                qd.put_nowait(request)
+                return
+            except queue.Full:
+                pass
+            except BaseException:
+                self._forget(request)
+                raise
+        sender.send(request, deadline)
+
+    def _request_sender(self) -> RequestSender:
+        sender = self._sender
+        if sender is None:
             with self._lock:
-                self._pending.pop(request_id, None)
-            raise
-        return call, request_id, deadline
+                sender = self._sender
+                if sender is None:
+                    sender = self._sender = RequestSender(self.ctx.name, self.ctx.service_qds, self.ctx.cancel_event,
+                                                          self._fail_unsent)
+        return sender
+
+    def _fail_unsent(self, request: ServiceRequest, error: BaseException) -> None:
+        """The sender could not put `request`: fail its call (unless it already ended, e.g. timed out)."""
+        call = self._forget(request)
+        if call is not None:
+            _deliver([(call, error)])
 
     def _put_request(self, service: str, request: ServiceRequest, deadline: float) -> None:
         qd = self.ctx.service_qds[service]
@@ -280,6 +344,8 @@ class ServiceCaller:
             self._closed.set()
             futures = self._pop_all(CancelledError, f"{self.ctx.name} shut down with the call pending")
         _deliver(futures)
+        if self._sender is not None:
+            self._sender.close()
         listener = self._listener
         if listener is not None and listener is not threading.current_thread():
             try:
@@ -287,6 +353,15 @@ class ServiceCaller:
             except Exception as exc:  # the transport is gone: the listener ends within LISTEN_WAIT anyway
                 logger.debug("%s: could not wake the response listener: %r", self.ctx.name, exc)
             listener.join(LISTEN_WAIT * 2)
+
+
+def _on_event_loop() -> bool:
+    """True when the calling thread is running an asyncio event loop (a coroutine is calling)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _deliver(outcomes: list[tuple[_Call, BaseException | ServiceResponse]]) -> None:

@@ -126,18 +126,21 @@ class ServiceTask:
                 self._answer(request)
 
     def _serve_batching(self) -> None:
-        """`_serve` for a service with batched methods: between requests, run the batches that fell due."""
-        get = self.ctx.request_qd.get
+        """`_serve` for a service with batched methods: take the requests that are queued (up to the largest
+        batch at once, so a batch fills in one get), then run the batches that fell due."""
+        get_many = self.ctx.request_qd.get_many
         stop = self.ctx.stop_event
         batchers = list(self._batchers.values())
+        most = max(batcher.policy.max_batch_size for batcher in batchers)
         while not stop.is_set():
             due = min(batcher.deadline for batcher in batchers)
             try:
-                request = get(timeout=min(IDLE_WAIT, max(0.0, due - time.monotonic())))
+                requests = get_many(most, min(IDLE_WAIT, max(0.0, due - time.monotonic())))
             except queue.Empty:
-                request = None
-            if request is not None:
-                self._take(request)
+                requests = []
+            for request in requests:
+                if request is not None:  # None only wakes this worker to see the stop
+                    self._take(request)
             now = time.monotonic()
             for batcher in batchers:
                 claimed = batcher.claim_due(now)
