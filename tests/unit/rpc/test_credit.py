@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import pytest
 
 from sage.kernel.runtime.communication.queue_descriptor import BatchFull, RPCQueueDescriptor
 from sage.kernel.runtime.communication.router import Batch, FeedbackBatch
+from sage.kernel.runtime.communication.rpc import RPCQueueServer
 from sage.kernel.runtime.loop import LoopToken
 
 from .support import Records, TcpCutter, over_tcp, put_flush_and_hold, wait_until
@@ -170,3 +172,29 @@ def test_overflow_items_need_no_credit_even_on_a_fresh_stream_to_a_full_queue(se
     assert local.qsize() == 1 + 2 + 1  # they count toward what the queue holds
     assert [item.payloads for item in local.get_many(2)] == [["waiting"], ["fed", "back"]]
     remote.close()
+
+
+def test_a_stream_the_server_forgot_while_it_was_quiet_opens_again_before_its_overflow_items(authkey):
+    # A server keeps at most `max_clients` streams; beyond that it forgets one silent for two leases that
+    # holds no credit and wants none. A loop's feedback stream may be such a one (its items need no
+    # credit): its next data must not find the stream gone (refused as from a stream the server never
+    # knew, which fails the job).
+    with RPCQueueServer(authkey=authkey, max_clients=1) as server:
+        local = server.create_queue("loop-head", 10)
+        quiet = over_tcp(local, timeout=0.3)
+        quiet.put_many([FeedbackBatch(["first"])], timeout=0)
+        quiet.flush()
+        other = over_tcp(local, timeout=0.3)
+        other.put_many(list(range(9)), timeout=30)  # the quiet stream is asked for its credit, and gives it back
+        other.flush()
+        time.sleep(0.7)  # what is tested is a lapse of time: past two of the quiet stream's leases
+        third = over_tcp(local, timeout=0.3)
+        third.put_many([FeedbackBatch(["third"])], timeout=0)
+        third.flush()
+        assert server.counters["evicted_clients"] == 1
+        quiet.put_many([FeedbackBatch(["second"])], timeout=0)
+        quiet.flush()
+        taken = [getattr(item, "payloads", item) for item in local.get_many(12)]
+        assert taken == [["first"], *range(9), ["third"], ["second"]]
+        for producer in (quiet, other, third):
+            producer.close()

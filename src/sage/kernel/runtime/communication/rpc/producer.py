@@ -305,6 +305,9 @@ class ProducerStream:
                 self._demands += 1
             self._wake_locked()
             return []
+        if self._lapsed(time.monotonic()):
+            self._wake_locked()  # the sender thread opens the stream again ahead of these items
+            return []
         if self._unacked or self._packing:
             if self._sender_idle:
                 self._wake_locked()
@@ -319,6 +322,13 @@ class ProducerStream:
         sents, problems = self._pack(items, first, weight)
         self._note_problems(problems)
         return self._register(sents)
+
+    def _lapsed(self, now: float) -> bool:
+        """True when nothing was sent on this stream for a lease and nothing waits for an acknowledgement (lock
+        held). A server that keeps more streams than its `max_clients` may then forget it (it forgets only
+        streams silent for two leases that hold no credit), and would refuse data on it: data sent now must
+        follow a credit request, which opens the stream again where it was, or is a no-op."""
+        return not self._unacked and now - self._last_sent > self.timeout
 
     def _take_outbox(self) -> tuple[list[Any], int, int]:
         items, self._outbox = self._outbox, []
@@ -568,6 +578,8 @@ class ProducerStream:
                 messages = [self._data_message(sent) for sent in self._unacked]  # go-back-N
                 self._progress_at = now
             if self._outbox and self._acked >= self._hold and self._incarnation:
+                if self._lapsed(now):
+                    messages.append(self._message(Op.CREDIT, position=self._acked + 1, weight=self._acked_weight))
                 items, first, weight = self._take_outbox()
                 self._packing = True
             else:
