@@ -139,6 +139,30 @@ def test_system_exit_or_keyboard_interrupt_in_a_call_fails_the_task_whatever_on_
     assert job.metrics()["exits_0"]["async"]["failed"] == 1
 
 
+async def exits_in_a_task_of_its_own(x: int) -> int:
+    async def inner() -> int:
+        await asyncio.sleep(0)
+        if x == 2:
+            raise SystemExit(3)
+        return x
+
+    return await asyncio.wait_for(inner(), JOB_TIMEOUT)  # runs `inner` as an asyncio task of its own
+
+
+def test_system_exit_from_a_task_a_call_started_fails_the_task_instead_of_leaving_it_hanging() -> None:
+    # asyncio lets it out of the event loop itself (not out of the call): the loop ends with every call in it.
+    env = LocalEnvironment("exit-in-subtask")
+    env.from_batch(range(6)).map_async(exits_in_a_task_of_its_own, timeout=JOB_TIMEOUT, on_error="skip") \
+        .sink(lambda x: None)
+    job = env.submit()
+    with pytest.raises(JobFailedError) as failure:
+        job.wait(JOB_TIMEOUT)
+    cause = failure.value.__cause__
+    assert isinstance(cause, RuntimeError) and "raised SystemExit(3)" in str(cause)
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name == "sage-loop-exits_in_a_task_of_its_own_0"],
+               JOB_TIMEOUT)
+
+
 class ExitsInOpen(AsyncMapFunction):
     async def open(self) -> None:
         raise SystemExit(4)

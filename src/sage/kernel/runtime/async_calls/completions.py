@@ -55,6 +55,7 @@ class Completions:
         self._open: collections.deque[Slot] = collections.deque()  # ordered: every open slot, oldest first
         self._count = 0
         self._news: list[Slot] = []  # slots changed since the last take
+        self._ended: BaseException | None = None  # what ended the event loop (see `end`)
 
     def __len__(self) -> int:
         return self._count
@@ -71,15 +72,18 @@ class Completions:
 
     def has_news(self) -> bool:
         """True when `take()` has something (call with `wakeup` held, e.g. in a wait predicate)."""
-        return bool(self._news)
+        return bool(self._news) or self._ended is not None
 
     def take(self) -> tuple[list[tuple[Any, list[Any]]], list[BaseException]]:
         """(runs to emit now as (origin, outputs), errors of calls that failed since the last take).
 
         Errors are reported as soon as the call fails, whatever its turn;
         the failed slot then emits what it produced before failing, at its turn.
-        Calls that waited for their outputs to be taken go on.
+        Calls that waited for their outputs to be taken go on. Once the
+        event loop ended (`end`), every take reports what ended it, alone.
         """
+        if self._ended is not None:
+            return [], [self._ended]
         runs: list[tuple[Any, list[Any]]] = []
         rooms: list[asyncio.Future[None]] = []
         with self.wakeup:
@@ -141,6 +145,13 @@ class Completions:
             slot.done = True
             slot.error = error
             self._note(slot)
+
+    def end(self, error: BaseException) -> None:
+        """The event loop ended with `error` (a `KeyboardInterrupt` or `SystemExit` out of a task a call
+        started): no call in flight will finish, and `take()` reports `error` from now on."""
+        with self.wakeup:
+            self._ended = error
+            self.wakeup.notify_all()
 
     def _note(self, slot: Slot) -> None:
         if not slot.noted:

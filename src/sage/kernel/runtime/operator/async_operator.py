@@ -74,7 +74,7 @@ class AsyncOperator(Operator):
 
     # ------------------------------------------------------------------ lifecycle (the task thread)
     def open(self) -> None:
-        self._loop = LoopThread(f"sage-loop-{self.ctx.name}")
+        self._loop = LoopThread(f"sage-loop-{self.ctx.name}", self.completions.end)
         self._run_hook("open")
 
     def close(self) -> None:
