@@ -1,9 +1,13 @@
-"""RequestSender: requests put from a thread of their own, in order, failed when they cannot be put in time."""
+"""RequestSender: requests put from a thread of their own, in order per service, a full queue holding up only
+its own service, failed when they cannot be put in time, dropped when their caller no longer waits."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+
+import pytest
 
 from sage.kernel.runtime.communication.errors import SendCancelled
 from sage.kernel.runtime.communication.queue_descriptor import PythonQueueDescriptor
@@ -32,9 +36,19 @@ class Failures:
             return list(self.failed)
 
 
-def request(number: int) -> ServiceRequest:
-    return ServiceRequest(f"r{number}", "svc", "process", (number,), {}, time.time() + WAIT,
+def request(number: int, service: str = "svc") -> ServiceRequest:
+    return ServiceRequest(f"r{number}", service, "process", (number,), {}, time.time() + WAIT,
                           PythonQueueDescriptor(maxsize=10), "caller")
+
+
+def sender_of(queues: dict[str, PythonQueueDescriptor], failures: Failures, cancel: threading.Event | None = None,
+              wanted: Callable[[ServiceRequest], bool] = lambda request: True,
+              sent: list[str] | None = None) -> RequestSender:
+    def note_sent(request: ServiceRequest) -> None:
+        if sent is not None:
+            sent.append(request.request_id)
+
+    return RequestSender("test", queues, cancel or threading.Event(), wanted, note_sent, failures)
 
 
 def full_queue() -> PythonQueueDescriptor:
@@ -46,22 +60,23 @@ def full_queue() -> PythonQueueDescriptor:
 def test_requests_wait_for_room_and_arrive_in_the_order_handed_over() -> None:
     qd = full_queue()
     failures = Failures()
-    sender = RequestSender("test", {"svc": qd}, threading.Event(), failures)
+    sent: list[str] = []
+    sender = sender_of({"svc": qd}, failures, sent=sent)
     try:
         for number in range(5):
             sender.send(request(number), time.monotonic() + WAIT)
-        assert sender.unsent == 5  # send never waits for room
+        assert sender.unsent("svc") == 5  # send never waits for room
         taken = [qd.get(timeout=WAIT) for _ in range(7)]
     finally:
         sender.close()
     assert taken[:2] == ["a", "b"] and [r.request_id for r in taken[2:]] == [f"r{n}" for n in range(5)]
-    assert failures.failed == []
+    assert failures.failed == [] and sorted(sent) == [f"r{n}" for n in range(5)]
 
 
 def test_a_request_that_finds_no_room_by_its_deadline_fails_and_the_next_one_still_waits() -> None:
     qd = full_queue()
     failures = Failures()
-    sender = RequestSender("test", {"svc": qd}, threading.Event(), failures)
+    sender = sender_of({"svc": qd}, failures)
     try:
         sender.send(request(0), time.monotonic() + 0.2)
         sender.send(request(1), time.monotonic() + WAIT)
@@ -72,13 +87,13 @@ def test_a_request_that_finds_no_room_by_its_deadline_fails_and_the_next_one_sti
         assert [qd.get(timeout=WAIT) for _ in range(2)][1].request_id == "r1"
     finally:
         sender.close()
-    assert sender.unsent == 0 and len(failures.failed) == 1
+    assert sender.unsent("svc") == 0 and len(failures.failed) == 1
 
 
 def test_cancellation_fails_the_requests_still_waiting() -> None:
     cancel = threading.Event()
     failures = Failures()
-    sender = RequestSender("test", {"svc": full_queue()}, cancel, failures)
+    sender = sender_of({"svc": full_queue()}, failures, cancel)
     try:
         sender.send(request(0), time.monotonic() + WAIT)
         sender.send(request(1), time.monotonic() + WAIT)
@@ -98,10 +113,45 @@ class Broken(PythonQueueDescriptor):
 
 def test_a_failing_transport_fails_the_requests_with_a_connection_error() -> None:
     failures = Failures()
-    sender = RequestSender("test", {"svc": Broken(maxsize=2)}, threading.Event(), failures)
+    sender = sender_of({"svc": Broken(maxsize=2)}, failures)
     try:
         sender.send(request(0), time.monotonic() + WAIT)
         [(_, error)] = failures.wait_for(1)
     finally:
         sender.close()
     assert isinstance(error, ConnectionError) and isinstance(error.__cause__, OSError)
+
+
+def test_a_full_queue_holds_up_only_the_requests_for_its_own_service() -> None:
+    failures = Failures()
+    idle = PythonQueueDescriptor(maxsize=10)
+    sender = sender_of({"busy": full_queue(), "idle": idle}, failures)
+    try:
+        sender.send(request(0, "busy"), time.monotonic() + WAIT)
+        sender.send(request(1, "idle"), time.monotonic() + WAIT)
+        assert idle.get(timeout=WAIT).request_id == "r1"  # long before r0's deadline
+        assert sender.unsent("busy") == 1
+    finally:
+        sender.close()
+    assert failures.failed == []
+
+
+def test_a_request_whose_caller_no_longer_waits_is_dropped_unsent() -> None:
+    qd = full_queue()
+    failures = Failures()
+    given_up = {"r0"}
+    sender = sender_of({"svc": qd}, failures, wanted=lambda request: request.request_id not in given_up)
+    try:
+        sender.send(request(0), time.monotonic() + WAIT)
+        sender.send(request(1), time.monotonic() + WAIT)
+        assert [qd.get(timeout=WAIT) for _ in range(3)][2].request_id == "r1"
+    finally:
+        sender.close()
+    assert qd.empty() and failures.failed == []
+
+
+def test_sending_after_close_raises_send_cancelled() -> None:
+    sender = sender_of({"svc": full_queue()}, Failures())
+    sender.close()
+    with pytest.raises(SendCancelled):
+        sender.send(request(0), time.monotonic() + WAIT)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
-import itertools
 import queue
 import threading
 import time
@@ -17,6 +15,9 @@ from .protocol import ServiceRequest
 PUT_WAIT = 0.2
 """Longest one put (or the idle thread) blocks before re-checking for close, cancellation and deadlines."""
 
+TURN_WAIT = 0.01
+"""Longest one put blocks while requests for other services wait too: a full queue holds up only its own."""
+
 
 class RequestSender:
     """Puts service requests on their request queues from a thread of its own, in the order handed over.
@@ -24,40 +25,56 @@ class RequestSender:
     A call made on an event loop must not block it: every other call of
     that loop would wait too. `send` returns at once; the thread (started by
     the first `send`) puts the requests as soon as their queue has room,
-    each run of consecutive requests for one service in one `put_many`
-    (one remote call on a remote transport). It retries a full queue until
-    the first waiting request's deadline (`time.monotonic()`), then fails
-    that request and goes on with the next. Every request that cannot be
-    put (its deadline passed while the queue stayed full, the instance was
-    cancelled, the transport failed) goes to `fail` with its error.
+    what waits for one service in one `put_many` (one remote call on a
+    remote transport). Each service has its own line: a full queue holds up
+    only the requests for its service, and the thread takes the services
+    with waiting requests in turns. A line whose queue stays full is retried
+    until its first request's deadline (`time.monotonic()`), which then
+    fails, and the next goes on.
 
-    `unsent` counts the requests handed over and not yet put or failed: a
-    caller that puts directly while it is 0, and hands over otherwise, keeps
-    its requests in the order it made them.
+    Every request that cannot be put (its deadline passed while the queue
+    stayed full, the instance was cancelled, the transport failed) goes to
+    `fail` with its error; each one put goes to `sent`. A request whose
+    caller no longer waits for it (`wanted(request)` false: the call timed
+    out, or the caller closed) is dropped without being put.
+
+    `unsent(service)` counts the requests handed over for `service` and not
+    yet put, failed or dropped: a caller that puts directly while it is 0,
+    and hands over otherwise, keeps its requests to each service in the
+    order it made them.
     """
 
     def __init__(self, name: str, queues: dict[str, BaseQueueDescriptor], cancel: threading.Event,
+                 wanted: Callable[[ServiceRequest], bool], sent: Callable[[ServiceRequest], None],
                  fail: Callable[[ServiceRequest, BaseException], None]) -> None:
         self._name = name
         self._queues = queues
         self._cancel = cancel
+        self._wanted = wanted
+        self._sent = sent
         self._fail = fail
-        self._backlog: collections.deque[tuple[ServiceRequest, float]] = collections.deque()
-        self._unsent = 0
+        self._lines: dict[str, collections.deque[tuple[ServiceRequest, float]]] = {}
         self._changed = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    @property
-    def unsent(self) -> int:
-        """Requests handed over and not yet put nor failed."""
-        return self._unsent
+    def unsent(self, service: str) -> int:
+        """Requests for `service` handed over and not yet put, failed nor dropped."""
+        line = self._lines.get(service)
+        return len(line) if line is not None else 0
 
     def send(self, request: ServiceRequest, deadline: float) -> None:
-        """Hand `request` over to be put by `deadline` (`time.monotonic()`); returns at once."""
+        """Hand `request` over to be put by `deadline` (`time.monotonic()`); returns at once.
+
+        Raises `SendCancelled` once the sender is closed (the caller shut down).
+        """
         with self._changed:
-            self._backlog.append((request, deadline))
-            self._unsent += 1
+            if self._closed:
+                raise SendCancelled(f"{self._name}: the service caller is closed")
+            line = self._lines.get(request.service)
+            if line is None:
+                line = self._lines[request.service] = collections.deque()
+            line.append((request, deadline))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True, name=f"sage-requests-{self._name}")
                 self._thread.start()
@@ -76,44 +93,66 @@ class RequestSender:
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._backlog and not self._closed:
+                while not self._closed and not any(self._lines.values()):
                     self._changed.wait(PUT_WAIT)
                 if self._closed:
                     return
-                taken = list(self._backlog)
-                self._backlog.clear()
-            for service, run in itertools.groupby(taken, key=lambda entry: entry[0].service):
-                self._put(service, list(run))
-            with self._changed:
-                self._unsent -= len(taken)
+                waiting = [service for service, line in self._lines.items() if line]
+            wait = TURN_WAIT if len(waiting) > 1 else PUT_WAIT
+            for service in waiting:
+                self._serve(service, wait)
 
-    def _put(self, service: str, entries: list[tuple[ServiceRequest, float]]) -> None:
-        qd = self._queues[service]
-        while entries:
-            if self._cancel.is_set() or self._closed:
-                self._fail_all(entries, lambda: SendCancelled(f"call to service {service!r} cancelled"))
-                return
-            remaining = entries[0][1] - time.monotonic()
-            try:
-                qd.put_many([request for request, _ in entries], timeout=min(max(remaining, 0.0), PUT_WAIT))
-                return
-            except queue.Full as full:  # BatchFull: its first `accepted` requests are in
-                entries = entries[getattr(full, "accepted", 0):]
-            except Exception as exc:  # the transport failed: these calls cannot be made
-                self._fail_all(entries, functools.partial(_queue_failed, service, exc))
-                return
-            if remaining <= 0 and entries:
-                request = entries.pop(0)[0]
-                self._fail(request, TimeoutError(f"service {service!r} method {request.method!r}: "
-                                                 f"request queue stayed full"))
+    def _serve(self, service: str, wait: float) -> None:
+        """One turn of `service`'s line: put what waits in it, blocking at most `wait` on a full queue."""
+        line = self._lines[service]
+        with self._changed:
+            entries = list(line)
+        dropped = [entry for entry in entries if not self._wanted(entry[0])]
+        if dropped:
+            self._remove(line, dropped)
+            entries = [entry for entry in entries if self._wanted(entry[0])]
+        if not entries:
+            return
+        if self._cancel.is_set() or self._closed:
+            self._remove(line, entries)
+            for request, _ in entries:
+                self._fail(request, SendCancelled(f"call to service {service!r} cancelled"))
+            return
+        remaining = entries[0][1] - time.monotonic()
+        try:
+            self._queues[service].put_many([request for request, _ in entries],
+                                           timeout=min(max(remaining, 0.0), wait))
+            accepted = len(entries)
+        except queue.Full as full:  # BatchFull: its first `accepted` requests are in
+            accepted = getattr(full, "accepted", 0)
+        except Exception as exc:  # the transport failed: these calls cannot be made
+            self._remove(line, entries)
+            for request, _ in entries:
+                self._fail(request, _queue_failed(service, exc))
+            return
+        self._remove(line, entries[:accepted])
+        for request, _ in entries[:accepted]:
+            self._sent(request)
+        if accepted < len(entries) and remaining <= 0:
+            request = entries[accepted][0]
+            self._remove(line, [entries[accepted]])
+            self._fail(request, TimeoutError(f"service {service!r} method {request.method!r}: request queue "
+                                             f"stayed full (the request was never sent)"))
 
-    def _fail_all(self, entries: list[tuple[ServiceRequest, float]], error: Callable[[], BaseException]) -> None:
-        """Fail every request of `entries`, each with its own exception (they are raised in different calls)."""
-        for request, _ in entries:
-            self._fail(request, error())
+    def _remove(self, line: collections.deque[tuple[ServiceRequest, float]],
+                entries: list[tuple[ServiceRequest, float]]) -> None:
+        """Take `entries` (requests of `line` this thread handled) out of `line`: they are no longer unsent."""
+        if not entries:
+            return
+        gone = {id(entry) for entry in entries}
+        with self._changed:
+            kept = [entry for entry in line if id(entry) not in gone]
+            line.clear()
+            line.extend(kept)
 
 
 def _queue_failed(service: str, exc: Exception) -> ConnectionError:
     error = ConnectionError(f"service {service!r}: putting the request failed: {exc!r}")
     error.__cause__ = exc
     return error
+

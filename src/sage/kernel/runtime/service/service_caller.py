@@ -24,10 +24,6 @@ LISTEN_WAIT = 0.2
 
 RESPONSE_BATCH = 256
 
-REMOTE_PUT_QUEUES = frozenset({"ray_queue"})
-"""Queue types whose `put_nowait` is a remote round trip (it waits milliseconds for the queue actor's answer):
-a caller on an event loop always hands its requests for them to its `RequestSender`."""
-
 logger = logging.getLogger(__name__)
 
 
@@ -35,7 +31,7 @@ class _Call:
     """One pending call. A synchronous call has no future: its outcome (a `ServiceResponse` or a
     local exception) is stored here, under the caller's lock, for its waiting thread to pick up."""
 
-    __slots__ = ("service", "method", "timeout", "future", "outcome")
+    __slots__ = ("service", "method", "timeout", "future", "outcome", "sent")
 
     def __init__(self, service: str, method: str, timeout: float, future: Future[Any] | None) -> None:
         self.service = service
@@ -43,8 +39,12 @@ class _Call:
         self.timeout = timeout
         self.future = future
         self.outcome: ServiceResponse | BaseException | None = None
+        self.sent = True  # False while its request waits in the RequestSender
 
     def timed_out(self) -> TimeoutError:
+        if not self.sent:
+            return TimeoutError(f"service {self.service!r} method {self.method!r}: request queue stayed full for "
+                                f"{self.timeout} s (the request was never sent)")
         return TimeoutError(f"service {self.service!r} method {self.method!r} gave no answer within {self.timeout} s")
 
 
@@ -107,19 +107,20 @@ class ServiceCaller:
 
         On a thread that runs an event loop (a coroutine calls), it never
         blocks: the request goes on the service's queue at once when that
-        takes no waiting (room in a queue of this process or of the RPC
-        server), else to this caller's `RequestSender`, which puts it as soon
-        as there is room, behind the requests handed to it before. A request
-        that cannot be put in time fails the future: `TimeoutError` when the
-        queue stays full for the whole timeout, `SendCancelled` when the
-        instance is cancelled first. Elsewhere it blocks while the queue is
-        full, and raises that `TimeoutError` itself.
+        queue is in this process and has room, else to this caller's
+        `RequestSender`, which puts it as soon as there is room, behind the
+        requests for the same service handed to it before (a put to a queue
+        in another process may wait for its answer, so it always goes there).
+        A request that cannot be put in time fails the future: `TimeoutError`
+        when the queue stays full for the whole timeout, `SendCancelled` when
+        the instance is cancelled first. Elsewhere it blocks while the queue
+        is full, and raises that `TimeoutError` itself.
         """
         self._ensure_listener()
         future: AwaitableFuture[Any] = AwaitableFuture()
         if _on_event_loop():
-            _, request, deadline = self._register(service, method, args, kwargs, timeout, future)
-            self._hand_over(request, deadline)
+            call, request, deadline = self._register(service, method, args, kwargs, timeout, future)
+            self._hand_over(call, request, deadline)
         else:
             self._send(service, method, args, kwargs, timeout, future)
         return future
@@ -195,30 +196,43 @@ class ServiceCaller:
         with self._lock:
             return self._pending.pop(request.request_id, None)
 
-    def _hand_over(self, request: ServiceRequest, deadline: float) -> None:
+    def _hand_over(self, call: _Call, request: ServiceRequest, deadline: float) -> None:
         """Put an async call's request without blocking the calling thread's event loop (see `call_async`)."""
         qd = self.ctx.service_qds[request.service]
-        sender = self._request_sender()
-        if sender.unsent == 0 and qd.queue_type not in REMOTE_PUT_QUEUES:  # nothing handed over may go later
-            try:
-                qd.put_nowait(request)
-                return
-            except queue.Full:
-                pass
-            except BaseException:
-                self._forget(request)
-                raise
-        sender.send(request, deadline)
+        try:
+            sender = self._request_sender()
+            if sender.unsent(request.service) == 0 and _puts_at_once(qd):  # no earlier request may go later
+                try:
+                    qd.put_nowait(request)
+                    return
+                except queue.Full:
+                    pass
+            call.sent = False
+            sender.send(request, deadline)
+        except BaseException:
+            self._forget(request)
+            raise
 
     def _request_sender(self) -> RequestSender:
         sender = self._sender
         if sender is None:
             with self._lock:
+                if self._closed.is_set():  # close() would not see a sender made now
+                    raise SendCancelled(f"{self.ctx.name}: service calls are closed (the instance is shutting down)")
                 sender = self._sender
                 if sender is None:
                     sender = self._sender = RequestSender(self.ctx.name, self.ctx.service_qds, self.ctx.cancel_event,
-                                                          self._fail_unsent)
+                                                          self._still_pending, self._mark_sent, self._fail_unsent)
         return sender
+
+    def _still_pending(self, request: ServiceRequest) -> bool:
+        """True while `request`'s call waits for its answer (the sender drops it otherwise, unsent)."""
+        return request.request_id in self._pending
+
+    def _mark_sent(self, request: ServiceRequest) -> None:
+        call = self._pending.get(request.request_id)
+        if call is not None:
+            call.sent = True
 
     def _fail_unsent(self, request: ServiceRequest, error: BaseException) -> None:
         """The sender could not put `request`: fail its call (unless it already ended, e.g. timed out)."""
@@ -353,6 +367,13 @@ class ServiceCaller:
             except Exception as exc:  # the transport is gone: the listener ends within LISTEN_WAIT anyway
                 logger.debug("%s: could not wake the response listener: %r", self.ctx.name, exc)
             listener.join(LISTEN_WAIT * 2)
+
+
+def _puts_at_once(qd: Any) -> bool:
+    """True when `qd.put_nowait` never waits: a queue of this process (a Python queue, or an RPC queue whose
+    server runs here). An RPC client's put may ask the server for credit and wait for its answer; a Ray
+    queue's put is an actor call."""
+    return qd.queue_type == "python" or (qd.queue_type == "rpc_queue" and bool(qd.is_local))
 
 
 def _on_event_loop() -> bool:
