@@ -120,3 +120,46 @@ def test_a_batched_method_takes_exactly_one_argument_per_call_and_others_work_as
 def test_bad_batch_settings_fail_when_the_class_is_written(decorator: Any, message: str) -> None:
     with pytest.raises(PipelineError, match=message):
         decorator()
+
+
+WORKERS = 4
+BARRIER_WAIT = 60.0
+"""Seconds a call waits at the barrier for the others: only if they never run beside it does it give up."""
+
+
+class Meets(BaseService):
+    """Every call (of `lookup`) or batch (of `small`) waits at a barrier of WORKERS: they must all run at once."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(WORKERS)
+
+    def lookup(self, x: int) -> int:
+        self.barrier.wait(BARRIER_WAIT)
+        return x
+
+    @batch(max_batch_size=2, max_wait=BARRIER_WAIT)  # only full batches: 2 * WORKERS calls make WORKERS of them
+    def small(self, items: list[int]) -> list[int]:
+        self.barrier.wait(BARRIER_WAIT)
+        return items
+
+    @batch(max_batch_size=32, max_wait=0.01)
+    def big(self, items: list[int]) -> list[int]:
+        return items
+
+
+class CallsAtOnce(MapFunction):
+    def execute(self, x: tuple[str, int]) -> int:
+        method, value = x
+        result: int = self.call_service("meets", value, method=method, timeout=BARRIER_WAIT * 2)
+        return result
+
+
+@pytest.mark.parametrize(("method", "calls"), [("lookup", WORKERS), ("small", 2 * WORKERS)])
+def test_a_batching_service_runs_calls_and_batches_on_all_its_workers_at_once(method: str, calls: int) -> None:
+    # One worker reads many requests at a time (a batch's worth); the others must still get their share.
+    env = LocalEnvironment("batching-workers")
+    env.register_service("meets", Meets, max_concurrency=WORKERS)
+    out = env.from_batch([(method, x) for x in range(calls)]).map(CallsAtOnce, parallelism=calls).collect()
+    job = env.submit(autostop=True)
+    assert sorted(out) == list(range(calls))
+    assert job.metrics()["service:meets"]["errors"] == 0  # no barrier broke

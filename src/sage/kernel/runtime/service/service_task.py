@@ -33,7 +33,11 @@ class ServiceTask:
     Methods marked `@batch` are answered in batches (see `batching`): a
     worker adds their requests to the method's open batch, and runs it when
     it is full or due; a worker's wait for the next request ends when a
-    batch falls due. When the service stops, open batches still run.
+    batch falls due. One worker at a time reads the request queue, up to the
+    largest batch at once (on a remote queue, one call fills a batch), and
+    every worker takes the requests it read one by one: a worker busy with a
+    request or a batch holds up none of the others. When the service stops,
+    requests read and open batches still run.
     """
 
     def __init__(self, ctx: ServiceContext, service_class: type, args: tuple[Any, ...],
@@ -52,6 +56,10 @@ class ServiceTask:
         self._callers: collections.Counter[str] = collections.Counter()
         self._stats_lock = threading.Lock()
         self._responses = ResponseQueues()
+        # A batching service's requests read from the queue and not yet taken by a worker (see `_next_request`).
+        self._read: collections.deque[ServiceRequest] = collections.deque()
+        self._read_changed = threading.Condition()
+        self._reading = False
         # The methods callers may name (hooks and helpers are not among them): the service side
         # enforces the same list the callers check.
         self._methods = ctx.service_methods[ctx.service_name]
@@ -99,6 +107,8 @@ class ServiceTask:
             self.ctx.stop_event.set()  # the workers end too, even if this thread ended by an error
             for worker in workers:
                 worker.join()
+            while self._read:  # read by a worker, so taken: they get answers like those in open batches
+                self._take(self._read.popleft())
             self._run_open_batches()
             self._refuse_queued()
             try:
@@ -126,26 +136,48 @@ class ServiceTask:
                 self._answer(request)
 
     def _serve_batching(self) -> None:
-        """`_serve` for a service with batched methods: take the requests that are queued (up to the largest
-        batch at once, so a batch fills in one get), then run the batches that fell due."""
-        get_many = self.ctx.request_qd.get_many
+        """`_serve` for a service with batched methods: take the next request, then run the batches that
+        fell due."""
         stop = self.ctx.stop_event
         batchers = list(self._batchers.values())
         most = max(batcher.policy.max_batch_size for batcher in batchers)
         while not stop.is_set():
-            due = min(batcher.deadline for batcher in batchers)
-            try:
-                requests = get_many(most, min(IDLE_WAIT, max(0.0, due - time.monotonic())))
-            except queue.Empty:
-                requests = []
-            for request in requests:
-                if request is not None:  # None only wakes this worker to see the stop
-                    self._take(request)
+            request = self._next_request(batchers, most)
+            if request is not None:
+                self._take(request)
             now = time.monotonic()
             for batcher in batchers:
                 claimed = batcher.claim_due(now)
                 if claimed:
                     self._run_batch(batcher, claimed)
+
+    def _next_request(self, batchers: list[Batcher], most: int) -> ServiceRequest | None:
+        """The next request read from the queue, or None when a batch may have fallen due meanwhile.
+
+        Takes one the reading worker left, or, when there is none and no
+        worker reads, reads up to `most` requests itself (blocking until the
+        next batch falls due, at most `IDLE_WAIT`) and leaves them to all.
+        """
+        changed = self._read_changed
+        with changed:
+            if self._read:
+                return self._read.popleft()
+            wait = min(IDLE_WAIT, max(0.0, min(batcher.deadline for batcher in batchers) - time.monotonic()))
+            if self._reading:
+                changed.wait(wait)
+                return self._read.popleft() if self._read else None
+            self._reading = True
+        requests: list[Any] = []
+        try:
+            requests = self.ctx.request_qd.get_many(most, wait)
+        except queue.Empty:
+            pass
+        finally:
+            with changed:
+                self._reading = False
+                self._read.extend(request for request in requests if request is not None)  # None: see stop()
+                changed.notify_all()
+        return None
 
     def _take(self, request: ServiceRequest) -> None:
         """Answer a request of an unbatched method; add one of a batched method to its batch (and run the
@@ -248,7 +280,8 @@ class ServiceTask:
             callers = dict(self._callers)
         p50, p99, latency_sum, _ = self.latency.summary()
         request_qd = self.ctx.request_qd
-        queued = request_qd.qsize() if self.status == "running" and request_qd.is_initialized() else None
+        # While running, attach if need be: a setup() that takes long must not hide the requests piling up.
+        queued = request_qd.qsize() if self.status == "running" else None
         metrics = {"name": self.name, "service": self.ctx.service_name, "kind": "service", "status": self.status,
                    "calls": calls, "errors": errors, "expired": expired, "latency_p50": p50,
                    "latency_p99": p99, "latency_sum": latency_sum, "callers": callers,
