@@ -302,8 +302,9 @@ def test_an_async_source_fails_when_it_is_added() -> None:
     async def poll() -> int:
         return 1
 
-    with pytest.raises(PipelineError, match="from_source operator poll: it is a coroutine function"):
+    with pytest.raises(PipelineError, match="from_source operator poll: it is a coroutine function") as failure:
         LocalEnvironment("async-source").from_source(poll)
+    assert "do the async work in a map_async after the source" in str(failure.value)  # nothing comes before it
 
 
 class AsyncService(BaseService):

@@ -122,4 +122,7 @@ def _instead(kind: str, what: str, target: Any) -> str:
         return "use map_async"
     if kind == "flatmap":
         return "use map_async (one result per record), or flatmap_async with an async generator"
+    if kind in ("from_source", "from_batch"):
+        return ("make it a plain function (with a synchronous client), and do the async work in a map_async "
+                "after the source")
     return "make it a plain function, or await the async work in a map_async before this operator"
