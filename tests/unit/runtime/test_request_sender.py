@@ -155,3 +155,19 @@ def test_sending_after_close_raises_send_cancelled() -> None:
     sender.close()
     with pytest.raises(SendCancelled):
         sender.send(request(0), time.monotonic() + WAIT)
+
+
+def test_a_request_behind_a_late_one_keeps_its_own_deadline() -> None:
+    qd = PythonQueueDescriptor(maxsize=2)
+    qd.put("waiting")  # one free slot
+    failures = Failures()
+    sent: list[str] = []
+    sender = sender_of({"svc": qd}, failures, sent=sent)
+    try:
+        sender.send(request(0), time.monotonic() - 1.0)  # its deadline passed while it waited to be put
+        sender.send(request(1), time.monotonic() + WAIT)
+        assert qd.get(timeout=WAIT) == "waiting"  # room for the second only now
+        assert [qd.get(timeout=WAIT).request_id for _ in range(2)] == ["r0", "r1"]
+    finally:
+        sender.close()
+    assert failures.failed == [] and sent == ["r0", "r1"]

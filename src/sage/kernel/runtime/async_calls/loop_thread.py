@@ -77,6 +77,7 @@ class LoopThread:
             self._thread.join(CLOSE_TIMEOUT)
             try:
                 self.loop.run_until_complete(_cancel_tasks(CLOSE_TIMEOUT))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())  # their finally blocks run
             except BaseException as exc:
                 logger.warning("%s: cancelling after the loop ended: %r", self._thread.name, exc)
             self.loop.close()

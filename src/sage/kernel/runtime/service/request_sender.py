@@ -12,11 +12,12 @@ from ..communication.errors import SendCancelled
 from ..communication.queue_descriptor import BaseQueueDescriptor
 from .protocol import ServiceRequest
 
-PUT_WAIT = 0.2
-"""Longest one put (or the idle thread) blocks before re-checking for close, cancellation and deadlines."""
+IDLE_WAIT = 0.2
+"""Longest the idle thread blocks before re-checking for close."""
 
-TURN_WAIT = 0.01
-"""Longest one put blocks while requests for other services wait too: a full queue holds up only its own."""
+PUT_WAIT = 0.01
+"""Longest one put blocks on a full queue before the thread turns to the other services' lines (and re-checks
+close, cancellation and deadlines): a full queue holds up the requests for the others at most this long."""
 
 
 class RequestSender:
@@ -27,10 +28,10 @@ class RequestSender:
     the first `send`) puts the requests as soon as their queue has room,
     what waits for one service in one `put_many` (one remote call on a
     remote transport). Each service has its own line: a full queue holds up
-    only the requests for its service, and the thread takes the services
-    with waiting requests in turns. A line whose queue stays full is retried
-    until its first request's deadline (`time.monotonic()`), which then
-    fails, and the next goes on.
+    the requests for its own service, and those for the others at most
+    `PUT_WAIT`, as the thread takes the lines with waiting requests in turns.
+    A request whose queue stays full until its deadline (`time.monotonic()`)
+    fails, and the next in its line goes on.
 
     Every request that cannot be put (its deadline passed while the queue
     stayed full, the instance was cancelled, the transport failed) goes to
@@ -60,8 +61,9 @@ class RequestSender:
 
     def unsent(self, service: str) -> int:
         """Requests for `service` handed over and not yet put, failed nor dropped."""
-        line = self._lines.get(service)
-        return len(line) if line is not None else 0
+        with self._changed:  # not while `_remove` rebuilds the line
+            line = self._lines.get(service)
+            return len(line) if line is not None else 0
 
     def send(self, request: ServiceRequest, deadline: float) -> None:
         """Hand `request` over to be put by `deadline` (`time.monotonic()`); returns at once.
@@ -82,28 +84,27 @@ class RequestSender:
 
     def close(self) -> None:
         """Stop putting: requests not yet put are dropped (their caller fails their calls on closing).
-        Waits up to `2 * PUT_WAIT` for the thread to end."""
+        Waits up to `2 * IDLE_WAIT` for the thread to end."""
         with self._changed:
             self._closed = True
             self._changed.notify()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(PUT_WAIT * 2)
+            thread.join(IDLE_WAIT * 2)
 
     def _run(self) -> None:
         while True:
             with self._changed:
                 while not self._closed and not any(self._lines.values()):
-                    self._changed.wait(PUT_WAIT)
+                    self._changed.wait(IDLE_WAIT)
                 if self._closed:
                     return
                 waiting = [service for service, line in self._lines.items() if line]
-            wait = TURN_WAIT if len(waiting) > 1 else PUT_WAIT
             for service in waiting:
-                self._serve(service, wait)
+                self._serve(service)
 
-    def _serve(self, service: str, wait: float) -> None:
-        """One turn of `service`'s line: put what waits in it, blocking at most `wait` on a full queue."""
+    def _serve(self, service: str) -> None:
+        """One turn of `service`'s line: put what waits in it, blocking at most `PUT_WAIT` on a full queue."""
         line = self._lines[service]
         with self._changed:
             entries = list(line)
@@ -121,7 +122,7 @@ class RequestSender:
         remaining = entries[0][1] - time.monotonic()
         try:
             self._queues[service].put_many([request for request, _ in entries],
-                                           timeout=min(max(remaining, 0.0), wait))
+                                           timeout=min(max(remaining, 0.0), PUT_WAIT))
             accepted = len(entries)
         except queue.Full as full:  # BatchFull: its first `accepted` requests are in
             accepted = getattr(full, "accepted", 0)
@@ -133,9 +134,9 @@ class RequestSender:
         self._remove(line, entries[:accepted])
         for request, _ in entries[:accepted]:
             self._sent(request)
-        if accepted < len(entries) and remaining <= 0:
-            request = entries[accepted][0]
-            self._remove(line, [entries[accepted]])
+        if accepted == 0 and remaining <= 0:  # the head's own deadline passed (the next ones get their turns)
+            request = entries[0][0]
+            self._remove(line, [entries[0]])
             self._fail(request, TimeoutError(f"service {service!r} method {request.method!r}: request queue "
                                              f"stayed full (the request was never sent)"))
 
