@@ -16,6 +16,7 @@ import pytest
 
 from sage.kernel import JobFailedError, LocalEnvironment
 from sage.kernel.api.function import AsyncMapFunction
+from sage.kernel.api.job import Job
 from sage.kernel.api.service import BaseService
 from sage.kernel.testing import wait_until
 
@@ -23,6 +24,16 @@ JOB_TIMEOUT = 60.0
 """Seconds a test waits for a job that ends at once when all is well (a hang fails the test, never blocks it)."""
 
 UNASKED = "ended with asyncio.CancelledError although the operator did not cancel it"
+
+
+def failure_of(name: str, records: int, function: Any, **settings: Any) -> tuple[Job, JobFailedError]:
+    """A job of `records` numbers through `map_async(function, **settings)` that must fail, and its error."""
+    env = LocalEnvironment(name)
+    env.from_batch(range(records)).map_async(function, **settings).sink(lambda x: None)
+    job = env.submit()
+    with pytest.raises(JobFailedError) as failure:
+        job.wait(JOB_TIMEOUT)
+    return job, failure.value
 
 
 async def cancels_itself(x: int) -> int:
@@ -39,13 +50,9 @@ async def yields_then_cancels(x: int) -> AsyncIterator[int]:
 
 
 def test_a_call_ending_with_a_cancelled_error_of_its_own_fails_the_job_naming_it() -> None:
-    env = LocalEnvironment("cancelled-fails")
-    env.from_batch(range(6)).map_async(cancels_itself).sink(lambda x: None)
-    job = env.submit()
-    with pytest.raises(JobFailedError) as failure:
-        job.wait(JOB_TIMEOUT)
-    assert failure.value.task_name == "cancels_itself_0"
-    cause = failure.value.__cause__
+    _, failure = failure_of("cancelled-fails", 6, cancels_itself)
+    assert failure.task_name == "cancels_itself_0"
+    cause = failure.__cause__
     assert isinstance(cause, RuntimeError) and UNASKED in str(cause)
     assert isinstance(cause.__cause__, asyncio.CancelledError)
 
@@ -127,13 +134,9 @@ def test_system_exit_or_keyboard_interrupt_in_a_call_fails_the_task_whatever_on_
             raise error
         return x
 
-    env = LocalEnvironment("exit-in-call")
-    env.from_batch(range(6)).map_async(exits, on_error=on_error).sink(lambda x: None)
-    job = env.submit()
-    with pytest.raises(JobFailedError) as failure:
-        job.wait(JOB_TIMEOUT)
-    assert failure.value.task_name == "exits_0"
-    chain = [failure.value.__cause__, getattr(failure.value.__cause__, "__cause__", None)]
+    job, failure = failure_of("exit-in-call", 6, exits, on_error=on_error)
+    assert failure.task_name == "exits_0"
+    chain = [failure.__cause__, getattr(failure.__cause__, "__cause__", None)]
     assert error in chain and any(isinstance(e, RuntimeError) and "which an async call may not raise" in str(e)
                                   for e in chain)
     assert job.metrics()["exits_0"]["async"]["failed"] == 1
@@ -151,13 +154,8 @@ async def exits_in_a_task_of_its_own(x: int) -> int:
 
 def test_system_exit_from_a_task_a_call_started_fails_the_task_instead_of_leaving_it_hanging() -> None:
     # asyncio lets it out of the event loop itself (not out of the call): the loop ends with every call in it.
-    env = LocalEnvironment("exit-in-subtask")
-    env.from_batch(range(6)).map_async(exits_in_a_task_of_its_own, timeout=JOB_TIMEOUT, on_error="skip") \
-        .sink(lambda x: None)
-    job = env.submit()
-    with pytest.raises(JobFailedError) as failure:
-        job.wait(JOB_TIMEOUT)
-    cause = failure.value.__cause__
+    _, failure = failure_of("exit-in-subtask", 6, exits_in_a_task_of_its_own, timeout=JOB_TIMEOUT, on_error="skip")
+    cause = failure.__cause__
     assert isinstance(cause, RuntimeError) and "raised SystemExit(3)" in str(cause)
     wait_until(lambda: not [t for t in threading.enumerate() if t.name == "sage-loop-exits_in_a_task_of_its_own_0"],
                JOB_TIMEOUT)
@@ -172,12 +170,7 @@ class ExitsInOpen(AsyncMapFunction):
 
 
 def test_system_exit_in_an_async_open_fails_the_task() -> None:
-    env = LocalEnvironment("exit-in-open")
-    env.from_batch(range(3)).map_async(ExitsInOpen).sink(lambda x: None)
-    job = env.submit()
-    with pytest.raises(JobFailedError) as failure:
-        job.wait(JOB_TIMEOUT)
-    cause = failure.value.__cause__
+    cause = failure_of("exit-in-open", 3, ExitsInOpen)[1].__cause__
     assert isinstance(cause, RuntimeError) and "ExitsInOpen.open() raised SystemExit(4)" in str(cause)
 
 
