@@ -1,4 +1,4 @@
-"""What compare_peers.py and bench_scaling.py share: runs in fresh processes, the machine, charts."""
+"""What the benchmarks share: runs in fresh processes, hand-written thread pipelines timed, the machine, charts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import platform
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,17 @@ RUN_TIMEOUT = 900.0
 
 RESULT = "RESULT "
 """The prefix of the line on which a worker prints its result (Ray may print lines of its own)."""
+
+
+def time_threads(*stages: Callable[[], None]) -> float:
+    """Seconds from starting one thread per stage (a hand-written pipeline) to the last one ending."""
+    threads = [threading.Thread(target=stage) for stage in stages]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def print_result(result: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import queue
 import statistics
-import threading
 import time
 from typing import Any
 
+from _support import time_threads
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import SinkFunction
 
@@ -89,13 +89,7 @@ def run_threads(records: list[dict[str, int]], maxsize: int) -> float:
             total += value
         result.append(total)
 
-    threads = [threading.Thread(target=f) for f in (source, mapper, sink)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = time_threads(source, mapper, sink)
     _check("threads", sum(result), records)
     return elapsed
 

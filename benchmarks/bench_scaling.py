@@ -57,7 +57,7 @@ from typing import Any
 # Ray reads this when imported: a local Ray binds to 127.0.0.1 only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from _support import describe, load_average, machine, print_result, pyplot, run_isolated
+from _support import describe, load_average, machine, print_result, pyplot, run_isolated, time_threads
 
 PARTS = ("parallelism", "size", "memory")
 WORKS = ("light", "python", "native")
@@ -231,13 +231,7 @@ def run_threads_batched(records: list[bytes]) -> dict:
                 total += len(r)
         got.append(total)
 
-    threads = [threading.Thread(target=f) for f in (source, mapper, sink)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = time_threads(source, mapper, sink)
     if got != [sum(len(r) for r in records)]:
         raise RuntimeError("threads: lost bytes")
     return {"rate": len(records) / elapsed}

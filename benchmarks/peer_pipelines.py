@@ -30,10 +30,11 @@ import json
 import os
 import queue
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from _support import time_threads
 
 PIPELINES = ("map", "keyed", "wordcount")
 KEYS = 1000
@@ -369,13 +370,7 @@ def run_threads(pipeline: str, data: list[Any], batch: int) -> float:
 
             threads = [source, splitter, *(counter(q) for q in count_qs), sink]
 
-    running = [threading.Thread(target=t) for t in threads]
-    started = time.perf_counter()
-    for t in running:
-        t.start()
-    for t in running:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = time_threads(*threads)
     _check(f"threads batch {batch}", pipeline, sum(result), data)
     return elapsed
 
