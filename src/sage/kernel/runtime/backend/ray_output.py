@@ -87,11 +87,15 @@ def apply_log_settings(settings: LogSettings) -> None:
 
 
 def mark_output_end(token: str) -> None:
-    """Flush stdout and stderr and write the end mark of `token` behind what they hold."""
+    """Flush stdout and stderr and write the end mark of `token` behind what they hold.
+
+    No line break goes before the mark: after output that did not end its
+    line, the driver finds the mark within that line and prints the rest (a
+    line break of ours could reach the driver in an earlier batch than the
+    mark, and print as an empty line)."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-        # On a line of its own even after output that did not end its line.
-        stream.write(f"\n{OUTPUT_MARK}{token}\n")
+        stream.write(f"{OUTPUT_MARK}{token}\n")
         stream.flush()
 
 
@@ -144,9 +148,7 @@ class OutputMarks:
                 continue
             self._printing.append((line[at + len(OUTPUT_MARK):], bool(data.get("is_err"))))
             if line[:at]:
-                kept.append(line[:at])
-            elif kept and not kept[-1]:
-                kept.pop()  # the line break written before the mark
+                kept.append(line[:at])  # output that did not end its line
         data["lines"] = kept
 
     def _printed(self, data: dict[str, Any]) -> None:
