@@ -108,20 +108,23 @@ class BatchQueue(queue.Queue[Any]):
                         if remaining <= 0:
                             raise queue.Empty
                         self.not_empty.wait(remaining)
-            q = self.queue
-            count = min(max_items, len(q))
-            if count == len(q):
-                items = list(q)
-                q.clear()
-                self.weight = 0
-            else:
-                popleft = q.popleft
-                items = [popleft() for _ in range(count)]
-                self.weight -= sum(map(item_weight, items))
-            if self.maxsize > 0:
-                # One get may free room for several blocked producers.
-                self.not_full.notify_all()
-            return items
+            return self._take(max_items)
+
+    def _take(self, max_items: int) -> list[Any]:
+        """Remove up to `max_items` items, oldest first, and wake the producers they made room for (lock held)."""
+        q = self.queue
+        if max_items >= len(q):
+            items = list(q)
+            q.clear()
+            self.weight = 0
+        else:
+            popleft = q.popleft
+            items = [popleft() for _ in range(max_items)]
+            self.weight -= sum(map(item_weight, items))
+        if items and self.maxsize > 0:
+            # One get may free room for several blocked producers.
+            self.not_full.notify_all()
+        return items
 
 
 _registry: dict[str, BatchQueue] = {}

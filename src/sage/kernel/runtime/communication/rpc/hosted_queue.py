@@ -137,20 +137,7 @@ class HostedQueue(BatchQueue):
     def take(self, max_items: int) -> list[Any]:
         """Up to `max_items` items, oldest first, without waiting ([] when empty)."""
         with self.mutex:
-            pending = self.queue
-            if not pending:
-                return []
-            if max_items >= len(pending):
-                items = list(pending)
-                pending.clear()
-                self.weight = 0
-            else:
-                popleft = pending.popleft
-                items = [popleft() for _ in range(max_items)]
-                self.weight -= records(items)
-            if self.maxsize > 0:
-                self.not_full.notify_all()  # room for local producers too
-            return items
+            return self._take(max_items)  # wakes local producers too
 
     def restore(self, items: list[Any]) -> None:
         """Put `items` back at the front, in their order (a consumer never confirmed them).
