@@ -108,14 +108,19 @@ class JobSupervisor:
         self.coordinator = CheckpointCoordinator(store, name, run, self.config.checkpoint_interval, first_id)
 
     def _build(self) -> Dispatcher:
-        """One attempt: a backend, a graph with fresh queues, the queues placed, a dispatcher."""
+        """One attempt: a backend, a graph with fresh queues, the queues placed, a dispatcher. An attempt
+        that fails on the way releases what its backend made (actors, queues, servers) before it raises."""
         spec = self.spec
         backend = create_backend(spec)
-        prefix = self.job.job_id if self.attempt == 0 else f"{self.job.job_id}.a{self.attempt}"
-        graph = compile_graph(spec, self.job.job_id, backend, prefix)
-        backend.prepare(graph)
-        return Dispatcher(self.job, graph, backend, self.config, on_end=self._ended, attempt=self.attempt,
-                          restored=self.restored, coordinator=self.coordinator)
+        try:
+            prefix = self.job.job_id if self.attempt == 0 else f"{self.job.job_id}.a{self.attempt}"
+            graph = compile_graph(spec, self.job.job_id, backend, prefix)
+            backend.prepare(graph)
+            return Dispatcher(self.job, graph, backend, self.config, on_end=self._ended, attempt=self.attempt,
+                              restored=self.restored, coordinator=self.coordinator)
+        except BaseException:
+            backend.shutdown()
+            raise
 
     # ------------------------------------------------------------------ ends and restarts
     def _ended(self, dispatcher: Dispatcher, status: str, failed_task: str | None,

@@ -458,7 +458,8 @@ class RayBackend:
     def _await_started(self, started: dict[str, Any], instances: dict[str, dict[str, Any]],
                        described: dict[str, str]) -> dict[str, Any]:
         """The results of each actor's first call (`started`, by instance), awaited together up to
-        `ACTOR_START_TIMEOUT` seconds; on a timeout or a death, shut the job down and raise `PipelineError`."""
+        `ACTOR_START_TIMEOUT` seconds. Raises `PipelineError` when one does not start in time, dies, or its
+        first call raises (e.g. its queue server cannot bind); the caller releases the job's actors."""
         deadline = time.monotonic() + ACTOR_START_TIMEOUT
         results = {}
         for name, ref in started.items():
@@ -466,12 +467,11 @@ class RayBackend:
             try:
                 results[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except ray.exceptions.GetTimeoutError as exc:
-                message = _not_started(started, instances, described)
-                self.shutdown()
-                raise PipelineError(message) from exc
+                raise PipelineError(_not_started(started, instances, described)) from exc
             except ray.exceptions.RayActorError as exc:
-                self.shutdown()
                 raise PipelineError(f"the actor of {what} died while starting: {exc}") from exc
+            except ray.exceptions.RayError as exc:  # its first call raised
+                raise PipelineError(f"the actor of {what} failed while starting: {exc}") from exc
         return results
 
     def _start(self, name: str, factory: Any, args: tuple[Any, ...], classes: list[Any], options: dict[str, Any],
