@@ -100,9 +100,12 @@ def demo(top: int, parallelism: int, path: str | None) -> int:
     elapsed = time.perf_counter() - started
 
     words = sum(totals.values())
+    metrics = job.metrics()
+    assert isinstance(metrics, dict)
+    tasks = sum(m["kind"] != "job" for m in metrics.values())
     print(f"sage-kernel demo: word count over {name}: {len(text):,} characters, {len(lines):,} lines")
     print(f"pipeline: from_batch -> flatmap(words_of) -> keyby(word) -> flatmap(CountWords) x{parallelism} "
-          f"-> sink(Totals), {len(job.metrics())} tasks on threads")
+          f"-> sink(Totals), {tasks} tasks on threads")
     print(f"top {top} words:")
     ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:top]
     for rank, (word, count) in enumerate(ranked, 1):

@@ -75,7 +75,8 @@ class Job:
         self.run.cancel()
 
     def metrics(self, format: str = "dict") -> dict[str, Any] | str:
-        """Metrics of every task and service instance, by instance name (services as `service:{name}`).
+        """Metrics of every task and service instance, by instance name (services as `service:{name}`),
+        and the job's own figures under "job" (kind "job": attempt, restarts, checkpoints).
 
         Per task: status, records in/out, errors, elapsed/busy/idle/backpressure
         seconds (cumulative), input queue size/capacity/load, and over the last

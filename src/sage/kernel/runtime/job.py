@@ -136,7 +136,7 @@ class JobRun:
     # ------------------------------------------------------------------ insight
     def instance_metrics(self) -> dict[str, dict[str, Any]]:
         """Cumulative counters of every task and service instance, by instance name (services as
-        `service:{name}`); on Ray each call asks every actor (a round trip each)."""
+        `service:{name}`), and the job's own under "job"; on Ray each call asks every actor (a round trip each)."""
         return self._control.metrics() if self._control is not None else {}
 
     def routing_info(self) -> dict[str, Any]:
