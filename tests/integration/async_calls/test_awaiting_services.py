@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from sage.kernel import LocalEnvironment
+import pytest
+
+from sage.kernel import JobFailedError, LocalEnvironment
 from sage.kernel.api.function import AsyncMapFunction
 from sage.kernel.api.service import BaseService
 
@@ -90,3 +92,25 @@ def test_a_request_that_never_finds_room_fails_its_call_with_a_timeout() -> None
             release.set()
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert out == ["timed out"] * 6
+
+
+class Counted(BaseService):
+    def process(self, x: int) -> int:
+        return x
+
+
+class BlocksItsLoop(AsyncMapFunction):
+    async def execute(self, x: int) -> int:
+        result: int = self.call_service("counted", x, timeout=JOB_TIMEOUT)
+        return result
+
+
+def test_a_blocking_service_call_from_a_coroutine_fails_naming_the_awaitable_one() -> None:
+    env = LocalEnvironment("blocking-in-coroutine")
+    env.register_service("counted", Counted)
+    env.from_batch([1]).map_async(BlocksItsLoop).sink(lambda x: None)
+    job = env.submit()
+    with pytest.raises(JobFailedError) as failure:
+        job.wait(JOB_TIMEOUT)
+    cause = failure.value.__cause__
+    assert isinstance(cause, RuntimeError) and "await self.call_service_async" in str(cause)

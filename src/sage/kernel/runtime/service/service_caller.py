@@ -120,6 +120,9 @@ class ServiceCaller:
         future: AwaitableFuture[Any] = AwaitableFuture()
         if _on_event_loop():
             call, request, deadline = self._register(service, method, args, kwargs, timeout, future)
+            # A caller that gives up (its await cancelled, e.g. by a timeout) waits no more: forget the call,
+            # so that a request still waiting to be put is dropped instead of sent for nobody.
+            future.add_done_callback(lambda done: done.cancelled() and self._forget(request))
             self._hand_over(call, request, deadline)
         else:
             self._send(service, method, args, kwargs, timeout, future)
@@ -133,8 +136,14 @@ class ServiceCaller:
         service's own exception (same type when it can be rebuilt, else
         `ServiceCallError`); `RuntimeError` at once for a synchronous self-call
         of a service with `max_concurrency=1` (it could never be answered);
-        `SendCancelled` when the instance is cancelled while it waits.
+        `SendCancelled` when the instance is cancelled while it waits;
+        `RuntimeError` at once on a thread that runs an event loop (a coroutine
+        would block every other call of its loop: it must await
+        `call_service_async`).
         """
+        if _on_event_loop():
+            raise RuntimeError(f"call_service({service!r}) from a coroutine would block its event loop; use "
+                               f"await self.call_service_async(...) instead")
         if service == getattr(self.ctx, "service_name", None) and getattr(self.ctx, "max_concurrency", 0) == 1:
             raise RuntimeError(f"service {service!r} calls itself synchronously with max_concurrency=1: "
                                f"it would wait for itself; use call_service_async or raise max_concurrency")
