@@ -263,20 +263,21 @@ class DriverReader:
             else:
                 logger.warning("%s ignored an unknown queue item %r", self.name, item)
             if aligned is not None:
-                self._deliver(records)
+                if not self._deliver(records):
+                    return []  # cancelled: no part may claim records that were not kept
                 self._snapshot(aligned)
                 return aligned.held + items[position + 1:]
         self._deliver(records)
         return []
 
-    def _deliver(self, records: list[Any]) -> None:
+    def _deliver(self, records: list[Any]) -> bool:
+        """Stage (with checkpoints) or add `records`; False when cancelled first (they are not kept: the
+        loop then exits)."""
         if not records:
-            return
-        # Both return False when cancelled while waiting for the user to read: the loop then exits.
+            return not self._cancelled.is_set()
         if self._checkpoints is not None:
-            self.records.stage(records, self._cancelled)
-        else:
-            self.records.add(records, self._cancelled)
+            return self.records.stage(records, self._cancelled)
+        return self.records.add(records, self._cancelled)
 
     def _snapshot(self, aligned: Aligned) -> None:
         if self._checkpoints is None:

@@ -157,37 +157,21 @@ class Task:
         except Exception as exc:
             raise TaskFailure(self.name, exc) from exc
         self.ctx.send_stop_signal()
-        if self.checkpoints.active:
-            try:
-                committed = self.checkpoints.wait_for_final_commit(operator)
-            except Exception as exc:
-                raise TaskFailure(self.name, exc) from exc
-            if not committed:
-                raise SendCancelled(f"{self.name}: cancelled while waiting for its final commit")
+        if self.checkpoints.active and not self._guarded(self.checkpoints.wait_for_final_commit, operator):
+            raise SendCancelled(f"{self.name}: cancelled while waiting for its final commit")
 
     def _source_covered(self, operator: Operator) -> bool:
         """With checkpoints, a source that ran out of input ends only once a checkpoint behind its last
         record is complete (see `TaskCheckpoints.end_of_input`); False when cancelled first."""
         if not self.checkpoints.active or self.ctx.cancel_event.is_set():
             return True
-        try:
-            return self.checkpoints.end_of_input(operator)
-        except SendCancelled:
-            raise
-        except Exception as exc:
-            raise TaskFailure(self.name, exc) from exc
+        return self._guarded(self.checkpoints.end_of_input, operator)
 
     def _checkpoint_point(self, operator: Operator, open_channels: set[str] | None = None) -> None:
         """Between two records or batches: inject requested barriers (sources, and loop entries whose
         `open_channels` are none), deliver completions."""
-        checkpoints = self.checkpoints
-        try:
-            checkpoints.inject_requested(operator, open_channels)
-            checkpoints.deliver_completions(operator)
-        except SendCancelled:
-            raise
-        except Exception as exc:  # a state that cannot be pickled, a failing commit
-            raise TaskFailure(self.name, exc) from exc
+        self._guarded(self.checkpoints.inject_requested, operator, open_channels)
+        self._guarded(self.checkpoints.deliver_completions, operator)
 
     def _record_error(self, exc: Exception) -> None:
         """Fail the task on `exc`, or with `on_error="skip"` count and log it and return.
@@ -220,12 +204,14 @@ class Task:
             sent = 0
             try:
                 for record in records:
-                    if is_stopped():
-                        return True
-                    if checkpointing:
-                        self._checkpoint_point(operator)
+                    # The record is taken from the function: it goes before any barrier (whose state counts
+                    # it taken) and before a stop is honoured (a stopped source's last checkpoint counts it).
                     send_batch([record])
                     sent += 1
+                    if checkpointing:
+                        self._checkpoint_point(operator)
+                    if is_stopped():
+                        return True
                 return True
             except Exception as exc:
                 self._record_error(exc)
@@ -233,17 +219,18 @@ class Task:
                 operator.records_out += sent
 
     def _send_runs(self, operator: SourceOperator, runs: Iterator[Sequence[Any]]) -> bool:
-        """Send a sequence's records, checking for a stop between runs (the hottest source loop)."""
+        """Send a sequence's records, checking for a stop between runs (the hottest source loop). A run taken
+        from the sequence is sent before a barrier or a stop: both count it taken."""
         is_stopped = self.ctx.stop_event.is_set
         send_batch = self.ctx.router.send_batch
         checkpointing = self.checkpoints.active
         for run in runs:
-            if is_stopped():
-                break
             send_batch(run if isinstance(run, list) else list(run))
             operator.records_out += len(run)
             if checkpointing:
                 self._checkpoint_point(operator)
+            if is_stopped():
+                break
         return True
 
     def _poll_source(self, operator: SourceOperator) -> bool:
@@ -388,7 +375,8 @@ class Task:
                     put_control(descriptor, message, cancel, f"{self.name}: ending the loop at {target}")
 
     def _guarded(self, step: Callable[..., _T], *args: Any) -> _T:
-        """Run a checkpoint step; its failure (a state that cannot be pickled) fails the task."""
+        """Run a checkpoint step; its failure (a state that cannot be pickled, a failing commit) fails the task
+        (an existing `TaskFailure` and cancellation pass as they are)."""
         try:
             return step(*args)
         except (SendCancelled, TaskFailure):
