@@ -73,6 +73,20 @@ class _Channel:
             self.socket.close(linger=0)
             self.socket = None
 
+    def renew(self) -> None:
+        """Close the socket and take a new identity, after a request whose reply never came.
+
+        Its items may be on the server, unconfirmed: with the old id, the next request would
+        confirm them (it is newer), and they would be lost. Under a new id nothing confirms
+        them, so the server's lease puts them back on the queue. A confirmation the confirmer
+        still holds for this channel reads `unconfirmed` (0 now) and sends nothing; if it read
+        the old sequence number first, it names an id the server does not know, and is ignored.
+        """
+        self.close()
+        self.unconfirmed = 0
+        self.client_id = os.urandom(16)
+        self.seq = 0
+
 
 class RPCQueueClient:
     """Puts and gets on queue `queue_id` of the server at `host:port`.
@@ -235,7 +249,7 @@ class RPCQueueClient:
         while True:
             now = time.monotonic()
             if now >= deadline:
-                channel.close()
+                channel.renew()  # the reply may have been lost: nothing may confirm its items
                 raise ConnectionError(
                     f"no reply from the RPC queue server at {self.endpoint} within {self.timeout}s "
                     f"(server down or unreachable, or a different authkey)"

@@ -146,8 +146,7 @@ class HostedQueue(BatchQueue):
         """
         with self.mutex:
             self.queue.extendleft(reversed(items))
-            self.weight += records(items)
-            self.unfinished_tasks += len(items)
+            self.weight += records(items)  # still counted in unfinished_tasks: taking them did not end them
             self.not_empty.notify(len(items))
 
     def arrive(self, stream: Stream, items: list[Any]) -> None:

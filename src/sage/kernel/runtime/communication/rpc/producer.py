@@ -134,6 +134,9 @@ class ProducerStream:
         self._failure: BaseException | None = None
         self._unreported = False
         self._generation = 0
+        # Records that blocked callers wait to put. It belongs to those callers, not to a stream:
+        # each adds what it needs and takes it off when it stops waiting, whatever stream ended meanwhile.
+        self._backlog = 0
         self._start_stream()
 
     def _start_stream(self) -> None:
@@ -154,7 +157,6 @@ class ProducerStream:
         self._unacked: deque[_Sent] = deque()
         self._acked = 0  # last position the server queued
         self._acked_weight = 0
-        self._backlog = 0  # records that blocked callers wait to put
         self._demands = 0  # credit requests made by callers
         self._asked = 0  # the latest of them a message carried
         self._answered = 0  # the latest of them the server has answered

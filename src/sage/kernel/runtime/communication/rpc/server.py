@@ -513,6 +513,9 @@ class RPCQueueServer:
         if stream is None:
             return self._send(client.identity, client.reply)
         if self._send(client.identity, client.reply, self._state(stream)):
+            # Told: no longer held either (`_tell_streams`, which clears `_held`, runs only while
+            # something is left to tell; a stale entry would keep the poll at `HOLD_MS`).
+            self._held.pop(stream.stream_id, None)
             return True
         self._to_tell[stream.stream_id] = stream  # for its sender thread, at the end of the burst
         return False
@@ -527,8 +530,10 @@ class RPCQueueServer:
             payload = dumps_items(items)
         except Exception as exc:
             self._counters["errors"] += 1
-            self._reply(client, Status.ERROR, payload=f"the server cannot pickle the items: {exc!r}".encode())
-            return
+            payload, items = self._pickle_good_part(hosted, items, exc)
+            if not items:
+                self._reply(client, Status.ERROR, payload=payload)
+                return
         # Unconfirmed from before the reply leaves, so nobody sees the items in neither place.
         unconfirmed = _Unconfirmed(hosted, items)
         unconfirmed.timer = self._schedule(client.lease, lambda: self._lease_expired(client, unconfirmed))
@@ -537,6 +542,39 @@ class RPCQueueServer:
             client.unconfirmed = None  # the consumer is gone: the items go straight back
             self._cancel(unconfirmed.timer)
             self._give_back(client, hosted, items)
+
+    def _pickle_good_part(self, hosted: HostedQueue, items: list[Any], exc: Exception) -> tuple[bytes, list[Any]]:
+        """For items a get took that will not pickle together: the payload of those before the
+        first one at fault, and those items; the rest go back to the front of the queue, in order.
+
+        With no such part (the first item is at fault), the payload is the error text for the
+        reply and the items are []. The item at fault stays first on the queue, where the next
+        remote get reports it again and a local consumer can still take it: nothing is lost.
+        """
+        bad: int | None = None  # the index of the first item that will not pickle alone
+        problem = repr(exc)
+        for index, item in enumerate(items):
+            try:
+                dumps_items([item])
+            except Exception as item_exc:
+                bad, problem = index, repr(item_exc)
+                break
+        payload = b""
+        if bad:
+            try:
+                payload = dumps_items(items[:bad])
+            except Exception:
+                bad = None  # those before it fail only together: send none
+        good = items[:bad] if bad else []
+        hosted.restore(items[len(good):])
+        what = "the items at the front of the queue" if bad is None else f"item {bad + 1} of the {len(items)} taken"
+        log.warning(
+            "RPC queue server: cannot pickle %s for a get (%s); %d item(s) before it sent, the rest left queued",
+            what, problem, len(good),
+        )
+        if good:
+            return payload, good
+        return f"the server cannot pickle {what} (left on the queue): {problem}".encode(), []
 
     def _get_timed_out(self, get: ParkedGet) -> None:
         get.done = True
