@@ -266,11 +266,23 @@ class BaseRouter:
         """Flush, then put `signal` once on every connection but loop ones; return how many.
 
         Blocking puts: the signal waits for room on a full queue and is never
-        dropped (only `cancel_event` interrupts it).
+        dropped (only `cancel_event` interrupts it). Then waits until every
+        queue has what was put (a transport that sends in the background,
+        the RPC queue, confirms it; the others have it already): a stream
+        that fails after its last put raises `TransportError` here, while the
+        task can still fail, instead of leaving its consumer waiting for the
+        signal.
         """
         self.flush()
         for channel in self._stop_channels:
             self._put(channel.connection, signal)
+        for descriptor in {id(c.connection.queue_descriptor): c.connection.queue_descriptor
+                           for c in self._stop_channels}.values():
+            try:
+                descriptor.flush()
+            except Exception as exc:
+                raise TransportError(f"queue {descriptor.queue_id}: what was put before the stop signal, or the "
+                                     f"signal itself, may not have arrived: {exc!r}") from exc
         return len(self._stop_channels)
 
     def send_control(self, item: Any) -> int:
