@@ -147,8 +147,8 @@ class CollectedRecords:
                     # One at a time: a record leaves the buffer only when it is handed out, so an
                     # iterator dropped half-way (next(iter(results))) loses nothing.
                     record = records.popleft()
-                    if len(records) == self.capacity - 1:
-                        self._cond.notify_all()  # room for the reader thread, which waits only at capacity
+                    if len(records) < self.capacity:
+                        self._cond.notify_all()  # room for the reader thread
                 elif self._error is not None:
                     raise self._error
                 else:
