@@ -61,22 +61,37 @@ def test_a_restart_neither_loses_nor_repeats_the_record_a_barrier_followed(tmp_p
     assert sorted(results) == list(range(count))
 
 
+class HoldsAt(MapFunction):
+    """Passes records on; at record `at` it says so (`reached`) and waits for `go`: the source behind it is
+    then held back mid-sequence by the full queues."""
+
+    def __init__(self, at: int, reached: threading.Event, go: threading.Event) -> None:
+        self.at, self.reached, self.go, self.seen = at, reached, go, 0
+
+    def execute(self, record: Any) -> Any:
+        self.seen += 1
+        if self.seen == self.at:
+            self.reached.set()
+            assert self.go.wait(JOB_TIMEOUT)
+        return record
+
+
 def test_a_stopped_job_resumes_after_the_last_run_its_source_took(tmp_path) -> None:
     count = 50_000
+    config = {"checkpoint_interval": 0.05, "checkpoint_dir": str(tmp_path), "queue_maxsize": 64}
 
-    def run(stop_after: int | None) -> list[int]:
-        env = LocalEnvironment("source-position-stop", config={
-            "checkpoint_interval": 0.05, "checkpoint_dir": str(tmp_path), "queue_maxsize": 64})
-        results = env.from_batch(range(count)).map(lambda x: x).collect()
-        job = env.submit()
-        out = []
-        for record in results:
-            out.append(record)
-            if len(out) == stop_after:
-                job.stop()  # the source is mid-sequence, held back by the small queues
-        assert job.wait(JOB_TIMEOUT) == "finished"
-        return out
+    env = LocalEnvironment("source-position-stop", config=config)
+    reached, go = threading.Event(), threading.Event()
+    first = env.from_batch(range(count)).map(HoldsAt, 5_000, reached, go).collect()
+    job = env.submit()
+    assert reached.wait(JOB_TIMEOUT)
+    job.stop()  # the source is mid-sequence
+    go.set()
+    assert job.wait(JOB_TIMEOUT) == "finished"
+    taken = list(first)
+    assert len(taken) < count
 
-    first = run(1_000)
-    assert len(first) < count
-    assert sorted(first + run(None)) == list(range(count))
+    env = LocalEnvironment("source-position-stop", config=config)  # the same pipeline resumes where it stopped
+    second = env.from_batch(range(count)).map(HoldsAt, 0, threading.Event(), go).collect()  # holds nowhere
+    env.submit(autostop=True)
+    assert sorted(taken + list(second)) == list(range(count))
