@@ -21,6 +21,9 @@ from .service.pipeline_service import fill_credits
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT_CONTROL = "checkpoint control"
+"""What a job names as the failed task when its checkpoint control failed (e.g. the store could not be written)."""
+
 
 class AttemptEnd(Protocol):
     """Told once how an attempt ended: `(dispatcher, status, failed instance or None, error or None)`."""
@@ -153,8 +156,15 @@ class Dispatcher:
         coordinator.begin_attempt(attempt)
         self._control = ControlReader(self.job.job_id, control, lambda part: coordinator.on_part(attempt, part),
                                       lambda part: coordinator.on_final(attempt, part),
-                                      lambda message: coordinator.on_end_of_input(attempt, message))
+                                      lambda message: coordinator.on_end_of_input(attempt, message),
+                                      self._control_failed)
         self._control.start()
+
+    def _control_failed(self, error: BaseException) -> None:
+        """The control queue's reader died (the store failed, or the queue): checkpoints can no longer
+        complete and sources waiting for one would wait forever, so the attempt fails."""
+        if not self._ended.is_set():
+            self._fail(CHECKPOINT_CONTROL, error)
 
     def _reader_checkpoints(self) -> _AttemptParts | None:
         return None if self.coordinator is None else _AttemptParts(self.coordinator, self.attempt)
