@@ -92,3 +92,13 @@ def test_a_process_killed_while_writing_leaves_the_previous_checkpoint_usable(tm
     assert reopened.load("wc", run, 1) == {"map_0": b"old state", "sink_0": b"old sink"}
     assert reopened.load("wc", run, 2) == {}
     assert [(i.checkpoint_id, i.status) for i in reopened.list()] == [(1, "complete"), (2, "pending")]
+
+
+def test_a_checkpoint_never_begun_cannot_be_committed(tmp_path: pathlib.Path) -> None:
+    store = CheckpointStore(str(tmp_path))
+    run = store.start_run("wc", "s")
+    with pytest.raises(LookupError, match=r"checkpoint 1 .* never begun"):
+        store.commit("wc", run, 1, [("t", b"lost")])
+    assert store.list() == [] and store.load("wc", run, 1) == {}  # its parts were rolled back with it
+    store.begin("wc", run, 1, 0.0)
+    assert store.commit("wc", run, 1, [("t", b"kept")]) == 4

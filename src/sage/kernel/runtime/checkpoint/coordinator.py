@@ -77,8 +77,6 @@ class CheckpointCoordinator:
         self.interval = interval
         self.last_completed: CompletedCheckpoint | None = None
         self.completed_count = 0
-        self.alignment_seconds: dict[str, float] = {}
-        """Per task: seconds it held channels while aligning its last checkpoint."""
         self._next_id = first_id
         self._attempt = 0
         self._participants: dict[str, Participant] = {}
@@ -166,11 +164,13 @@ class CheckpointCoordinator:
                 return None
             checkpoint_id = self._next_id
             self._next_id += 1
+            started = time.time()
+            # Stored as pending before any part can complete it (and not in flight at all if this fails).
+            self.store.begin(self.job, self.run, checkpoint_id, started)
             waiting = set(self._participants) - set(self._finals)
-            in_flight = self._in_flight = _InFlight(checkpoint_id, time.time(), waiting,
-                                                    {name: f.state for name, f in self._finals.items()})
+            self._in_flight = _InFlight(checkpoint_id, started, waiting,
+                                        {name: f.state for name, f in self._finals.items()})
             sources = [handle for name, handle in self._sources.items() if name not in self._finals]
-        self.store.begin(self.job, self.run, checkpoint_id, in_flight.started)
         for handle in sources:
             handle.trigger_checkpoint(checkpoint_id)
         self._complete_if_ready()
@@ -202,7 +202,6 @@ class CheckpointCoordinator:
                 return
             in_flight.parts[part.task] = part.state
             in_flight.waiting.discard(part.task)
-            self.alignment_seconds[part.task] = part.alignment_seconds
         self._complete_if_ready()
 
     def on_final(self, attempt: int, part: FinalPart) -> None:

@@ -148,6 +148,7 @@ class CheckpointStore:
         Returns the bytes stored. A process that dies before the transaction
         commits leaves nothing of it: the checkpoint stays pending. Older
         complete checkpoints beyond `KEEP` are deleted in the same transaction.
+        Raises `LookupError` (storing nothing) for a checkpoint `begin` never recorded.
         """
         if status not in RESUMABLE:
             raise ValueError(f"a checkpoint is committed complete, stopped or finished, not {status!r}")
@@ -159,9 +160,12 @@ class CheckpointStore:
                     db.execute("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?)",
                                (job, run, checkpoint_id, task, state))
                     size += len(state)
-                db.execute("UPDATE checkpoints SET completed = ?, bytes = ?, status = ? "
-                           "WHERE job = ? AND run = ? AND id = ?",
-                           (time.time(), size, status, job, run, checkpoint_id))
+                updated = db.execute("UPDATE checkpoints SET completed = ?, bytes = ?, status = ? "
+                                     "WHERE job = ? AND run = ? AND id = ?",
+                                     (time.time(), size, status, job, run, checkpoint_id)).rowcount
+                if updated != 1:
+                    raise LookupError(f"checkpoint {checkpoint_id} of job {job!r} run {run} was never begun "
+                                      f"(or was pruned): it cannot be committed")
                 self._prune(db, job, run)
                 db.execute("COMMIT")
             except BaseException:
