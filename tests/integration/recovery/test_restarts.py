@@ -255,3 +255,62 @@ def test_a_source_that_ran_out_keeps_checkpoints_going_while_the_rest_drains(tmp
     assert first == 0 and not job.done()
     assert job.wait(JOB_TIMEOUT) == "finished"
     assert [first, *results] == [2 * x for x in range(2000)]
+
+
+def test_a_store_that_cannot_commit_fails_the_job_naming_the_checkpoint_control(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control thread stores the checkpoints; when the store fails there, the job fails (it used to hang:
+    the source waited for a checkpoint that no thread would ever complete)."""
+    import sqlite3
+
+    from sage.kernel.runtime.checkpoint import CheckpointStore
+
+    def commit(*args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(CheckpointStore, "commit", commit)
+    env = LocalEnvironment("store-fails", config={"checkpoint_interval": 3600.0, "checkpoint_dir": str(tmp_path)})
+    env.from_batch(range(100)).map(FailOnce, 0, threading.Event()).sink(lambda x: None)
+    job = env.submit()
+    with pytest.raises(JobFailedError, match=r"checkpoint control.*disk I/O error") as info:
+        job.wait(JOB_TIMEOUT)
+    assert info.value.task_name == "checkpoint control"
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+def test_cancel_while_a_restart_builds_its_attempt_starts_nothing_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sage.kernel.runtime.dispatcher import Dispatcher
+    from sage.kernel.runtime.supervisor import JobSupervisor
+
+    building, cancelled, restarted = threading.Event(), threading.Event(), threading.Event()
+    submitted: list[Dispatcher] = []
+    last_checkpoint, restart, submit = JobSupervisor._last_checkpoint, JobSupervisor._restart, Dispatcher.submit
+
+    def held_last_checkpoint(self: JobSupervisor) -> Any:
+        building.set()  # the restart is under way: the test cancels the job now
+        assert cancelled.wait(JOB_TIMEOUT)
+        return last_checkpoint(self)
+
+    def tracked_restart(self: JobSupervisor, *args: Any) -> None:
+        try:
+            restart(self, *args)
+        finally:
+            restarted.set()
+
+    def tracked_submit(self: Dispatcher) -> None:
+        submitted.append(self)
+        submit(self)
+
+    monkeypatch.setattr(JobSupervisor, "_last_checkpoint", held_last_checkpoint)
+    monkeypatch.setattr(JobSupervisor, "_restart", tracked_restart)
+    monkeypatch.setattr(Dispatcher, "submit", tracked_submit)
+    env = LocalEnvironment("cancel-while-building", config={"restart_attempts": 1, "restart_delay": 0.01})
+    env.from_batch(range(10)).map(AlwaysFails).collect()
+    job = env.submit()
+    assert building.wait(JOB_TIMEOUT), "the job never restarted"
+    job.cancel()  # reaches the failed attempt: the new one is not built yet
+    cancelled.set()
+    assert restarted.wait(JOB_TIMEOUT), "the restart never returned"
+    assert job.wait(JOB_TIMEOUT) == "cancelled"
+    assert len(submitted) == 1  # only the first attempt ever started
+    assert job.metrics()["job"]["attempt"] == 1  # the new attempt was built, then released unstarted

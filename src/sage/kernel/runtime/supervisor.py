@@ -158,7 +158,13 @@ class JobSupervisor:
             with self._lock:
                 self.attempt += 1
                 dispatcher = self._dispatcher = self._build()
-            self.job.restarting(False)
+            if self._cancelled.is_set() or not self.job.restarting(False):
+                # Cancelled while the attempt was built (the cancel may have reached the failed attempt only).
+                dispatcher.cancel_all()
+                if self.coordinator is not None:
+                    self.coordinator.close()
+                self.job.end("cancelled")  # no-op when cancel() ended it already
+                return
             dispatcher.submit()
         except Exception as exc:  # the new attempt cannot start: the job fails with why
             logger.exception("job %s: restart %d failed", self.job.job_id, self.restarts)
