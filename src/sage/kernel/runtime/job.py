@@ -9,7 +9,6 @@ from typing import Any, Protocol
 from ..errors import JobCancelledError, JobFailedError, describe_error
 from .collect import CollectedRecords
 
-STATUSES = ("running", "restarting", "finished", "failed", "cancelled")
 FINAL_STATUSES = ("finished", "failed", "cancelled")
 
 

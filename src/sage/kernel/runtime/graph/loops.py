@@ -53,10 +53,6 @@ class LoopRole:
     feedback_upstreams: frozenset[str]
 
     @property
-    def leads(self) -> bool:
-        return self.position == 0
-
-    @property
     def next_member(self) -> tuple[str, BaseQueueDescriptor]:
         """The instance the termination token goes to from here."""
         return self.ring[(self.position + 1) % len(self.ring)]
