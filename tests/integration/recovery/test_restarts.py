@@ -222,6 +222,8 @@ def test_sources_that_cannot_resume_are_refused_when_checkpointing(tmp_path: pat
         env.submit()
     with pytest.raises(PipelineError, match="checkpoint_interval needs a checkpoint_dir"):
         LocalEnvironment("no-dir", config={"checkpoint_interval": 1.0})
+    with pytest.raises(PipelineError, match="checkpoint_dir without a checkpoint_interval takes no checkpoints"):
+        LocalEnvironment("no-interval", config={"checkpoint_dir": "checkpoints"})
 
 
 def test_the_last_checkpoint_is_stored_before_the_job_ends(tmp_path: pathlib.Path) -> None:

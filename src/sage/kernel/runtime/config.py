@@ -83,6 +83,9 @@ class JobConfig:
             raise PipelineError(f"config checkpoint_dir must be a directory path, got {config.checkpoint_dir!r}")
         if interval is not None and config.checkpoint_dir is None:
             raise PipelineError("config checkpoint_interval needs a checkpoint_dir to keep the checkpoints in")
+        if interval is None and config.checkpoint_dir is not None:
+            raise PipelineError("config checkpoint_dir without a checkpoint_interval takes no checkpoints (nothing "
+                                "to resume from): set checkpoint_interval (seconds) too")
         attempts = config.restart_attempts
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
             raise PipelineError(f"config restart_attempts must be an int >= 0, got {attempts!r}")
