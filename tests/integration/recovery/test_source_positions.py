@@ -9,6 +9,8 @@ from typing import Any
 from sage.kernel import LocalEnvironment
 from sage.kernel.api.function import BatchFunction, MapFunction
 
+from .test_restarts import FailOnce
+
 JOB_TIMEOUT = 120.0
 """Seconds a test waits for a job that ends at once when all is well."""
 
@@ -30,24 +32,6 @@ class Count(BatchFunction):
 
     def restore_state(self, state: int) -> None:
         self.i = state
-
-
-class FailOnce(MapFunction):
-    def __init__(self, at: int, failed: threading.Event) -> None:
-        self.at, self.failed, self.seen = at, failed, 0
-
-    def execute(self, record: Any) -> Any:
-        self.seen += 1
-        if self.seen == self.at and not self.failed.is_set():
-            self.failed.set()
-            raise RuntimeError("injected once")
-        return record
-
-    def get_state(self) -> int:
-        return self.seen
-
-    def restore_state(self, state: int) -> None:
-        self.seen = state
 
 
 def test_a_restart_neither_loses_nor_repeats_the_record_a_barrier_followed(tmp_path) -> None:
