@@ -145,6 +145,10 @@ class ServiceTask:
             request = self._next_request(batchers, most)
             if request is not None:
                 self._take(request)
+                if self._read:
+                    # Requests read already join their batches before one may fall due: on a loaded machine
+                    # max_wait could otherwise pass half-way through a read that fills the batch.
+                    continue
             now = time.monotonic()
             for batcher in batchers:
                 claimed = batcher.claim_due(now)
@@ -168,8 +172,11 @@ class ServiceTask:
                 return self._read.popleft() if self._read else None
             self._reading = True
         requests: list[Any] = []
+        get_many = self.ctx.request_qd.get_many
         try:
-            requests = self.ctx.request_qd.get_many(most, wait)
+            requests = get_many(most, wait)
+            while len(requests) < most:  # a queue may answer short of what it holds (a Ray queue: whole chunks)
+                requests += get_many(most - len(requests), 0)
         except queue.Empty:
             pass
         finally:
